@@ -1,0 +1,62 @@
+# pgcertgate — see README.md.
+GO        ?= go
+BIN       := bin/pgcertgate
+PKGS      := ./...
+FUZZTIME  ?= 30s
+# Every fuzz target, as package:Target.
+FUZZ_TARGETS := \
+	./hba:FuzzTokenize ./hba:FuzzParse \
+	./identmap:FuzzParse ./identmap:FuzzTranslateRegex \
+	./certauth:FuzzFormatDN \
+	./pgwire:FuzzStartup
+
+.PHONY: all build test unit integration vet deps demo fuzz clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN) ./cmd/pgcertgate
+
+# deps installs what the tests need when it is missing (idempotent). As
+# root it installs Debian's PostgreSQL server and client.
+deps:
+	@if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb >/dev/null 2>&1 || ! command -v psql >/dev/null 2>&1 || ! command -v openssl >/dev/null 2>&1; then \
+		if [ "$$(id -u)" = 0 ]; then \
+			apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql postgresql-client openssl; \
+		else \
+			echo "missing PostgreSQL server/client or openssl: install postgresql, postgresql-client and openssl (as root: make deps)" >&2; exit 1; \
+		fi; \
+	fi
+	$(GO) mod download
+
+vet:
+	$(GO) vet $(PKGS)
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+# test runs every test (unit, golden, fuzz corpora, and integration against
+# a real PostgreSQL) under the race detector.
+test: vet
+	$(GO) test -race -count=1 -timeout 30m $(PKGS)
+
+unit:
+	$(GO) test -race -count=1 $$($(GO) list ./... | grep -v /integration)
+
+integration:
+	$(GO) test -race -count=1 -v ./integration/
+
+# demo builds pgcertgate and runs it end to end: throwaway CA and
+# certificates, a temporary PostgreSQL, the proxy, and the psql line to
+# connect. Ctrl-C stops it and cleans up.
+demo: build
+	./$(BIN) demo
+
+# fuzz runs every fuzz target for FUZZTIME each (make fuzz FUZZTIME=10m).
+fuzz:
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; name=$${t##*:}; \
+		echo "== $$pkg $$name ($(FUZZTIME))"; \
+		$(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) $$pkg; \
+	done
+
+clean:
+	rm -rf bin

@@ -1,0 +1,306 @@
+package identmap
+
+import (
+	"errors"
+	"fmt"
+	"math/bits"
+	"regexp"
+	"strings"
+	"unicode/utf8"
+)
+
+// areRegexp is a PostgreSQL advanced regular expression (ARE), compiled as
+// hba.c regcomp_auth_token compiles the text after the leading '/': with
+// REG_ADVANCED, the C collation and one character per byte. Matching runs
+// on Go's RE2 engine; only placing group 1 for \1 uses the dissection
+// rules of PostgreSQL's regexec.c, which RE2 does not share.
+//
+// The translation accepts a pattern only when the RE2 program means
+// exactly what PostgreSQL's does; everything else is refused at load
+// time. The decisions, one row per construct:
+//
+//	ARE construct                         decision   why / how
+//	------------------------------------  ---------  -----------------------------------------------
+//	literals, . [] [^] * + ? {m} {m,} {m,n} accepted   byte classes; . and [^…] include \n unless (?n)/(?p)
+//	non-greedy *? +? ?? {m,n}?            accepted   same language; \1 uses ARE preference rules
+//	| ( ) (?: )                           accepted
+//	{m,n} with m or n > 255               PG error   invalid repetition count(s) (DUPMAX is 255, so
+//	                                                 RE2's 1000 limit is never reached)
+//	^ $                                   accepted   \A and \z (not Perl's "before final \n")
+//	\A \Z                                 accepted   \A and \z; \Z is end of string only
+//	\d \s \w \D \S \W, also inside []     accepted   C-locale ASCII classes; \s includes \v
+//	[[:alpha:]] etc.                      accepted   C locale: ASCII only; cntrl is 0x00-0x1F and 0x7F-0x9F
+//	[[.x.]] [[=x=]], [[.hyphen.]] …       accepted   one character, or a POSIX name from regc_locale.c
+//	\a \b \B \e \f \n \r \t \v \cX        accepted   BEL, BACKSPACE (not RE2's word boundary),
+//	                                                 BACKSLASH, ESC, FF, LF, CR, TAB, VT, control-X
+//	\xhhh… \uhhhh \Uhhhhhhhh \0 \ooo      accepted   \x takes every following hex digit (unlike RE2);
+//	                                                 octal up to 0377; values > 0xFF match nothing
+//	\10 … with fewer groups than the number accepted as octal, as regc_lex.c's heuristic decides
+//	\ before any other non-alphanumeric   accepted   that character
+//	(?#comment)                           accepted   ignored
+//	(?i) (?c)                             accepted   ASCII letters only fold (C locale); RE2's Unicode
+//	                                                 folding (é/É, k/K) must not apply, see byte model
+//	(?n) (?m) (?p) (?w) (?s)              accepted   newline-sensitive variants, expressed per construct
+//	(?x) (?t)                             accepted   expanded syntax stripped as regc_lex.c skip() does
+//	***= and (?q)                         accepted   the rest is a literal string
+//	***:                                  accepted   no-op: the pattern is already an ARE
+//	(?b) (?e)                             refused    POSIX BRE/ERE syntax is a different language
+//	\1 … \9, \10 … back-references        refused    not regular; RE2 has none
+//	(?=…) (?!…) (?<=…) (?<!…)             refused    lookaround; RE2 has none
+//	\m \M \y \Y [[:<:]] [[:>:]]           refused    ARE word boundaries; RE2's \b differs (and
+//	                                                 is \b backspace in ARE anyway)
+//	other alphabetic escapes (\g, \k, \p…) PG error   invalid escape \ sequence
+//	***?, malformed (?…) option           PG error   as PostgreSQL reports them
+//
+// Byte model: PostgreSQL sees the pattern and the name as SQL_ASCII, one
+// character per byte. Go sees UTF-8 runes, so each byte 0x80–0xFF is
+// mapped to a rune in the private-use block U+F780–U+F7FF, which no Go
+// class or case folding touches, and back. `/^jos.$` therefore does not
+// match "josé" (é is two bytes) and `/^jos..$` does, as on PostgreSQL.
+type areRegexp struct {
+	src   string // pattern text after '/'
+	re2   string // the RE2 translation, over mapped runes
+	prog  *regexp.Regexp
+	tree  *subre
+	whole *node
+	nsub  int
+}
+
+// highRuneBase is where bytes 0x80-0xFF go in the mapped rune space.
+const highRuneBase = 0xF700
+
+// compileRegexp compiles a pattern (without its leading '/'). The error is
+// an *areError: either PostgreSQL's own regcomp error, or the reason the
+// pattern cannot be matched like PostgreSQL does.
+func compileRegexp(pattern string) (*areRegexp, error) {
+	p := &parser{
+		lexer: lexer{pat: []byte(pattern), stop: len(pattern), cflags: regAdvanced},
+		subs:  map[int]bool{},
+	}
+	p.lexstart()
+	if p.err != 0 && p.unsup != "" {
+		return nil, &areError{unsupported: p.unsup}
+	}
+	var tree *subre
+	if p.err == 0 {
+		tree = p.parse(tEOS, false)
+	}
+	if p.err != 0 {
+		return nil, &areError{code: p.err}
+	}
+	if p.unsup != "" {
+		return nil, &areError{unsupported: p.unsup}
+	}
+	whole := tree.syntax()
+	var b strings.Builder
+	emit(&b, whole)
+	prog, err := regexp.Compile(b.String())
+	if err != nil {
+		// PostgreSQL accepted it, but RE2 cannot hold it (in practice:
+		// nested counted repetitions too large for RE2's program limit).
+		return nil, &areError{unsupported: fmt.Sprintf("cannot be compiled by Go's RE2 engine (%v)", err)}
+	}
+	return &areRegexp{src: pattern, re2: b.String(), prog: prog, tree: tree, whole: whole, nsub: p.nsubexp}, nil
+}
+
+// String returns the pattern as written (without the leading '/').
+func (r *areRegexp) String() string { return r.src }
+
+// NumSubexp returns the number of capturing groups (re_nsub).
+func (r *areRegexp) NumSubexp() int { return r.nsub }
+
+// mapBytes maps a byte string into the rune space the RE2 program uses.
+func mapBytes(s string) string {
+	ascii := true
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			ascii = false
+			break
+		}
+	}
+	if ascii {
+		return s
+	}
+	var b strings.Builder
+	b.Grow(len(s) * 2)
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x80 {
+			b.WriteByte(c)
+		} else {
+			b.WriteRune(rune(highRuneBase + int(c)))
+		}
+	}
+	return b.String()
+}
+
+// MatchString reports whether the regex matches anywhere in s
+// (pg_regexec with nmatch 0).
+func (r *areRegexp) MatchString(s string) bool {
+	return r.prog.MatchString(mapBytes(s))
+}
+
+// Group1 runs the regex as check_ident_usermap does (pg_regexec with
+// nmatch 2): matched says whether it matches at all; ok says whether
+// group 1 took part in the match, and g1 is its text.
+//
+// The error is not nil only if the two engines disagree about whether
+// there is a match, which would be a bug; the caller fails closed.
+func (r *areRegexp) Group1(s string) (matched bool, g1 string, ok bool, err error) {
+	m, matched, err := r.exec(s)
+	if !matched || err != nil || r.nsub == 0 {
+		return matched, "", false, err
+	}
+	if c, set := m.caps[1]; set {
+		return true, s[c[0]:c[1]], true, nil
+	}
+	return true, "", false, nil
+}
+
+// exec runs the regex as pg_regexec does when asked for submatches. The
+// leftmost match start is the same under every matching discipline, so
+// RE2 finds it; the end and the groups come from the dissection.
+func (r *areRegexp) exec(s string) (*matcher, bool, error) {
+	mapped := mapBytes(s)
+	loc := r.prog.FindStringIndex(mapped)
+	if loc == nil {
+		return nil, false, nil
+	}
+	begin := len(unmapString(mapped[:loc[0]]))
+	m := newMatcher(s)
+	if !m.findAt(r.tree, begin) {
+		return nil, false, errEngines
+	}
+	return m, true, nil
+}
+
+// errEngines reports that RE2 and the dissection disagree (a bug).
+var errEngines = errors.New("internal error: match engines disagree")
+
+// emit writes the RE2 syntax for n.
+func emit(b *strings.Builder, n *node) {
+	switch n.op {
+	case nSet:
+		emitSet(b, n.set)
+	case nEmpty:
+		b.WriteString("(?:)")
+	case nConcat:
+		b.WriteString("(?:")
+		for _, s := range n.subs {
+			emit(b, s)
+		}
+		b.WriteString(")")
+	case nAlt:
+		b.WriteString("(?:")
+		for i, s := range n.subs {
+			if i > 0 {
+				b.WriteString("|")
+			}
+			emit(b, s)
+		}
+		b.WriteString(")")
+	case nRepeat:
+		b.WriteString("(?:")
+		emit(b, n.subs[0])
+		b.WriteString(")")
+		switch {
+		case n.max == dupInf:
+			fmt.Fprintf(b, "{%d,}", n.min)
+		case n.min == n.max:
+			fmt.Fprintf(b, "{%d}", n.min)
+		default:
+			fmt.Fprintf(b, "{%d,%d}", n.min, n.max)
+		}
+	case nBOS:
+		b.WriteString(`\A`)
+	case nEOS:
+		b.WriteString(`\z`)
+	case nBOL:
+		b.WriteString(`(?m:^)`)
+	case nEOL:
+		b.WriteString(`(?m:$)`)
+	}
+}
+
+// emitSet writes a byte set as an RE2 class over mapped runes.
+func emitSet(b *strings.Builder, s byteSet) {
+	empty := true
+	for _, w := range s {
+		if w != 0 {
+			empty = false
+		}
+	}
+	if empty {
+		b.WriteString(`[^\x00-\x{10FFFF}]`)
+		return
+	}
+	if n := setSize(s); n == 1 {
+		for c := 0; c < 256; c++ {
+			if !s.has(byte(c)) {
+				continue
+			}
+			if 0x20 <= c && c < 0x7f {
+				b.WriteString(regexp.QuoteMeta(string(rune(c))))
+			} else {
+				fmt.Fprintf(b, `\x{%X}`, byteRune(c))
+			}
+		}
+		return
+	}
+	b.WriteString("[")
+	for c := 0; c < 256; {
+		if !s.has(byte(c)) {
+			c++
+			continue
+		}
+		d := c
+		// ranges never cross 0x7F/0x80, where the mapping jumps
+		for d+1 < 256 && s.has(byte(d+1)) && !(d == 0x7f) {
+			d++
+		}
+		writeClassRune(b, byteRune(c))
+		if d > c {
+			b.WriteString("-")
+			writeClassRune(b, byteRune(d))
+		}
+		c = d + 1
+	}
+	b.WriteString("]")
+}
+
+func byteRune(c int) rune {
+	if c < 0x80 {
+		return rune(c)
+	}
+	return rune(highRuneBase + c)
+}
+
+func writeClassRune(b *strings.Builder, r rune) {
+	if r < 0x80 && (r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z') {
+		b.WriteRune(r)
+		return
+	}
+	fmt.Fprintf(b, `\x{%X}`, r)
+}
+
+func setSize(s byteSet) int {
+	n := 0
+	for _, w := range s {
+		n += bits.OnesCount64(w)
+	}
+	return n
+}
+
+// unmapString is the inverse of mapBytes (used by tests).
+func unmapString(s string) string {
+	var b strings.Builder
+	for len(s) > 0 {
+		r, n := utf8.DecodeRuneInString(s)
+		s = s[n:]
+		if r >= highRuneBase+0x80 && r <= highRuneBase+0xff {
+			b.WriteByte(byte(r - highRuneBase))
+		} else {
+			b.WriteByte(byte(r))
+		}
+	}
+	return b.String()
+}

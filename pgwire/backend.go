@@ -1,0 +1,109 @@
+package pgwire
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"net"
+	"slices"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/pgcertgate/pgcertgate/hba"
+)
+
+// session is an authenticated client joined to its backend connection.
+type session struct {
+	backend net.Conn
+	cancel  *cancelTarget
+}
+
+// connectBackend opens the backend connection as the client's user and
+// database, then hands the client the backend's greeting with the proxy's
+// own cancel key.
+func (c *clientConn) connectBackend(ctx context.Context, si *startupInfo, entry *hba.Entry) (*session, error) {
+	cfg := c.state.rt.Backend.Copy()
+	cfg.User = si.user
+	cfg.Database = si.database
+	// The client's startup parameters, and only those: the proxy's own
+	// PGOPTIONS/PGAPPNAME/PGTZ must never reach a client session.
+	cfg.RuntimeParams = make(map[string]string, len(si.params))
+	for _, p := range si.params {
+		cfg.RuntimeParams[p[0]] = p[1]
+	}
+	// Notices the backend sends while it starts (e.g. a login event
+	// trigger's NOTICE) are replayed to the client after AuthenticationOk.
+	var notices []*pgconn.Notice
+	cfg.OnNotice = func(_ *pgconn.PgConn, n *pgconn.Notice) { notices = append(notices, n) }
+
+	connectCtx, cancel := context.WithTimeout(ctx, c.state.rt.Config.Backend.ConnectTimeout.Duration)
+	defer cancel()
+	began := time.Now()
+	pgc, err := pgconn.ConnectConfig(connectCtx, cfg)
+	c.srv.metrics.backendConnect(time.Since(began))
+	if err != nil {
+		if pgErr, ok := errors.AsType[*pgconn.PgError](err); ok {
+			// The backend's own refusal (unknown database, NOLOGIN role,
+			// too many connections) reaches the client unchanged.
+			return nil, pgErr
+		}
+		e := fatal(codeCannotConnectNow, "backend_unavailable", "could not connect to the database server behind pgcertgate")
+		e.LogDetail = err.Error()
+		return nil, e
+	}
+	hj, err := pgc.Hijack()
+	if err != nil {
+		pgc.Close(context.Background())
+		return nil, fmt.Errorf("hijacking backend connection: %w", err)
+	}
+
+	// The client's cancel key is the proxy's own (crypto/rand); the
+	// backend's key never leaves the proxy. 4 bytes for protocol 3.0 and
+	// 32 bytes for 3.2, as PostgreSQL 18 makes them.
+	keyLen := 4
+	if si.negotiatedMinor() >= 2 {
+		keyLen = 32
+	}
+	key := make([]byte, keyLen)
+	if _, err := rand.Read(key); err != nil {
+		hj.Conn.Close()
+		return nil, err
+	}
+	target := &cancelTarget{
+		pid:        hj.PID,
+		clientKey:  key,
+		backendKey: hj.SecretKey,
+		network:    hj.Conn.RemoteAddr().Network(),
+		address:    hj.Conn.RemoteAddr().String(),
+	}
+
+	// The greeting PostgreSQL itself would send after authentication:
+	// AuthenticationOk, the startup notices, every ParameterStatus,
+	// BackendKeyData with the backend's real pid (clients use it for
+	// pg_backend_pid() and NOTIFY self-filtering) and ReadyForQuery.
+	buf, _ := (&pgproto3.AuthenticationOk{}).Encode(nil)
+	for _, n := range notices {
+		buf, _ = (*pgproto3.NoticeResponse)(noticeToResponse(n)).Encode(buf)
+	}
+	for _, name := range slices.Sorted(maps.Keys(hj.ParameterStatuses)) {
+		buf, _ = (&pgproto3.ParameterStatus{Name: name, Value: hj.ParameterStatuses[name]}).Encode(buf)
+	}
+	buf, _ = (&pgproto3.BackendKeyData{ProcessID: hj.PID, SecretKey: key}).Encode(buf)
+	buf, _ = (&pgproto3.ReadyForQuery{TxStatus: hj.TxStatus}).Encode(buf)
+	if _, err := c.conn.Write(buf); err != nil {
+		hj.Conn.Close()
+		return nil, errSilentClose
+	}
+	c.note(slog.Uint64("backend_pid", uint64(hj.PID)))
+	return &session{backend: hj.Conn, cancel: target}, nil
+}
+
+func noticeToResponse(n *pgconn.Notice) *pgproto3.ErrorResponse {
+	return toErrorResponse((*pgconn.PgError)(n))
+}
+

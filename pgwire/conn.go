@@ -1,0 +1,277 @@
+package pgwire
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"log/slog"
+	"net"
+	"net/netip"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/pgcertgate/pgcertgate/certauth"
+)
+
+// clientConn is one client connection from accept to close.
+type clientConn struct {
+	srv   *Server
+	state *state // the configuration this connection started under
+	raw   net.Conn
+	conn  net.Conn // raw, or the *tls.Conn over it
+	r     startupReader
+	tls   *tls.ConnectionState
+	// chain is the verified client chain, leaf first; nil without a
+	// client certificate.
+	chain []*x509.Certificate
+	addr  netip.Addr
+	start time.Time
+	// attrs accumulate the one audit event this connection logs.
+	attrs []slog.Attr
+	// onAuthenticated frees the connection's startup slot once it is a
+	// session.
+	onAuthenticated func()
+	// backend is set (under Server.mu) once a session runs.
+	backend net.Conn
+}
+
+func (c *clientConn) note(attrs ...slog.Attr) { c.attrs = append(c.attrs, attrs...) }
+
+// serve runs the connection: negotiation, authentication, backend connect,
+// then the relay. It logs exactly one auth event, plus a session-end event
+// when a session ran.
+func (c *clientConn) serve(ctx context.Context) {
+	defer c.raw.Close()
+	cfg := c.state.rt.Config
+	// authentication_timeout covers the startup packet, the TLS handshake
+	// and authentication, as in PostgreSQL; the relay clears it.
+	_ = c.raw.SetDeadline(c.start.Add(cfg.AuthenticationTimeout.Duration))
+
+	sess, err := c.establish(ctx)
+	if err != nil {
+		c.refuse(err)
+		return
+	}
+	c.srv.metrics.authOK()
+	c.srv.log.LogAttrs(ctx, slog.LevelInfo, "connection authorized", append(c.attrs,
+		slog.String("verdict", "accept"),
+		slog.Duration("duration", time.Since(c.start)))...)
+	defer c.srv.releaseSession()
+	c.onAuthenticated()
+	c.runSession(ctx, sess)
+}
+
+// refuse reports a failed connection attempt: to the client with
+// PostgreSQL's message (when the client is owed one), and to the log with
+// everything PostgreSQL would have written to its server log.
+func (c *clientConn) refuse(err error) {
+	reason := reasonOf(err)
+	if errors.Is(err, errSilentClose) {
+		reason = "startup_closed"
+	}
+	if errors.Is(err, errCancelRequest) {
+		// A cancel is not a connection attempt; PostgreSQL logs nothing.
+		return
+	}
+	attrs := append(c.attrs, slog.String("verdict", "reject"), slog.String("reason", reason))
+	if e, ok := errors.AsType[*Error](err); ok && e.LogDetail != "" {
+		attrs = append(attrs, slog.String("detail", e.LogDetail))
+	} else if !ok && !errors.Is(err, errSilentClose) {
+		attrs = append(attrs, slog.String("error", err.Error()))
+	}
+	if owesReply(err) {
+		buf, msg := encodeError(err)
+		attrs = append(attrs, slog.String("sqlstate", msg.Code), slog.String("message", msg.Message))
+		_, _ = c.conn.Write(buf)
+	}
+	attrs = append(attrs, slog.Duration("duration", time.Since(c.start)))
+	c.srv.metrics.authFailed(reason)
+	c.srv.log.LogAttrs(context.Background(), slog.LevelInfo, "connection refused", attrs...)
+}
+
+// errCancelRequest marks a connection that carried a CancelRequest.
+var errCancelRequest = errors.New("cancel request")
+
+// establish negotiates, authenticates and connects the backend.
+func (c *clientConn) establish(ctx context.Context) (*session, error) {
+	si, err := c.negotiate()
+	if err != nil {
+		return nil, err
+	}
+	c.note(slog.String("user", si.user), slog.String("database", si.database))
+	if si.replication != replicationNone {
+		c.note(slog.String("replication", si.replication.String()))
+	}
+	if npv := negotiateProtocolVersion(si); npv != nil {
+		if err := c.send(npv); err != nil {
+			return nil, err
+		}
+	}
+	// max_connections counts sessions past the startup packet, and the
+	// refusal goes out after TLS and the startup packet, as in PostgreSQL.
+	if !c.srv.acquireSession() {
+		return nil, fatal(codeTooManyConnections, "too_many_connections", "sorry, too many clients already")
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			c.srv.releaseSession()
+		}
+	}()
+	entry, err := c.authenticate(ctx, si)
+	if err != nil {
+		return nil, err
+	}
+	sess, err := c.connectBackend(ctx, si, entry)
+	if err != nil {
+		return nil, err
+	}
+	ok = true
+	return sess, nil
+}
+
+// negotiate runs PostgreSQL's startup negotiation (ProcessStartupPacket):
+// direct TLS, SSLRequest, GSSENCRequest, CancelRequest, then the
+// StartupMessage.
+func (c *clientConn) negotiate() (*startupInfo, error) {
+	sslDone, gssDone := false, false
+	first, err := c.r.Peek(1)
+	if err != nil {
+		return nil, errSilentClose
+	}
+	if first[0] == tlsHandshakeRecord {
+		// PostgreSQL 17 direct TLS: the ClientHello comes first, and the
+		// bytes already buffered are part of it.
+		if err := c.startTLS(true); err != nil {
+			return nil, err
+		}
+		sslDone, gssDone = true, true
+	}
+	for {
+		body, err := c.r.readPacket()
+		if err != nil {
+			return nil, err
+		}
+		proto := binary.BigEndian.Uint32(body)
+		switch {
+		case proto == cancelRequestCode:
+			if req, ok := parseCancel(body); ok {
+				c.srv.cancels.forward(req, c.srv.log)
+			}
+			return nil, errCancelRequest
+		case proto == sslRequestCode && !sslDone:
+			if err := c.startTLS(false); err != nil {
+				return nil, err
+			}
+			sslDone, gssDone = true, true
+		case proto == gssEncRequestCode && !gssDone:
+			// pgcertgate does no GSSAPI: decline, and the client goes on
+			// with SSL or a plain startup packet.
+			if _, err := c.conn.Write([]byte{'N'}); err != nil {
+				return nil, errSilentClose
+			}
+			gssDone = true
+		case proto>>16 != 3:
+			return nil, unsupportedProtocol(proto)
+		default:
+			return parseStartup(body)
+		}
+	}
+}
+
+// startTLS answers an SSLRequest with 'S' (unless direct) and runs the
+// handshake.
+func (c *clientConn) startTLS(direct bool) error {
+	under := c.raw
+	plaintextBuffered := false
+	if direct {
+		// The ClientHello's first bytes are in the startup buffer.
+		under = &bufferedConn{Conn: c.raw, r: c.r.Reader}
+	} else {
+		// CVE-2021-23214: anything already buffered arrived in plaintext
+		// before the handshake and must never be read as part of the
+		// encrypted session. PostgreSQL reports it after the handshake.
+		plaintextBuffered = c.r.Buffered() > 0
+		if _, err := c.raw.Write([]byte{'S'}); err != nil {
+			return errSilentClose
+		}
+	}
+	tc := tls.Server(under, c.state.tlsConfigFor(c))
+	if err := tc.Handshake(); err != nil {
+		c.srv.metrics.tlsFailed(err)
+		c.note(slog.String("tls_error", err.Error()))
+		return &Error{Severity: severityFatal, Reason: tlsFailureReason(err), LogDetail: err.Error()}
+	}
+	cs := tc.ConnectionState()
+	c.tls = &cs
+	c.conn = tc
+	c.r = newStartupReader(tc)
+	c.note(slog.String("tls_version", tlsVersionName(cs.Version)),
+		slog.String("tls_cipher", tls.CipherSuiteName(cs.CipherSuite)),
+		slog.String("alpn", cs.NegotiatedProtocol))
+	if direct && cs.NegotiatedProtocol != alpnPostgreSQL {
+		// PostgreSQL 17: "received direct SSL connection request without
+		// ALPN protocol negotiation extension", logged and closed.
+		return &Error{Severity: severityFatal, Reason: "direct_tls_without_alpn", LogDetail: "direct TLS connection without ALPN"}
+	}
+	if c.chain != nil {
+		leaf := c.chain[0]
+		fp := sha256.Sum256(leaf.Raw)
+		dn, _ := certauth.DistinguishedName(leaf)
+		c.note(slog.String("cert_subject", dn),
+			slog.String("cert_issuer", leaf.Issuer.String()),
+			slog.String("cert_serial", leaf.SerialNumber.String()),
+			slog.String("cert_sha256", hex.EncodeToString(fp[:])),
+			slog.Time("cert_not_after", leaf.NotAfter))
+		// be_tls_open_server drops the connection when the CN holds a NUL
+		// byte, whatever pg_hba.conf says (CVE-2009-4034).
+		if _, _, err := certauth.CommonName(leaf); err != nil {
+			return &Error{Severity: severityFatal, Reason: "cert_name_invalid", LogDetail: err.Error()}
+		}
+	}
+	if plaintextBuffered {
+		e := fatal(codeProtocolViolation, "plaintext_after_ssl_request", "received unencrypted data after SSL request")
+		e.LogDetail = "This could be either a client-software bug or evidence of an attempted man-in-the-middle attack."
+		return e
+	}
+	return nil
+}
+
+// send writes one backend message to the client.
+func (c *clientConn) send(msg pgproto3.BackendMessage) error {
+	buf, err := msg.Encode(nil)
+	if err != nil {
+		return err
+	}
+	_, err = c.conn.Write(buf)
+	return err
+}
+
+// bufferedConn reads through the startup buffer first, for direct TLS whose
+// ClientHello bytes were peeked.
+type bufferedConn struct {
+	net.Conn
+	r interface{ Read([]byte) (int, error) }
+}
+
+func (b *bufferedConn) Read(p []byte) (int, error) { return b.r.Read(p) }
+
+// tlsFailureReason classifies a handshake failure for logs and metrics.
+func tlsFailureReason(err error) string {
+	if _, ok := errors.AsType[*certauth.VerifyError](err); ok {
+		return "cert_invalid"
+	}
+	if _, ok := errors.AsType[tls.RecordHeaderError](err); ok {
+		return "tls_not_tls"
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return "timeout"
+	}
+	return "tls_handshake_failed"
+}

@@ -1,0 +1,374 @@
+// Package pgwire is pgcertgate's server: listener, PostgreSQL startup
+// negotiation, TLS, the authentication pipeline, backend connect, relay and
+// cancel routing.
+package pgwire
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pgcertgate/pgcertgate/config"
+	"github.com/pgcertgate/pgcertgate/hba"
+)
+
+// state is one loaded configuration with what the server derives from it.
+// A reload builds a new state and swaps the pointer; connections keep the
+// state they started with.
+type state struct {
+	rt      *config.Runtime
+	baseTLS *tls.Config
+	roles   *catalogRoles
+	hbaEnv  hba.Env
+}
+
+func newState(rt *config.Runtime) *state {
+	st := &state{rt: rt}
+	minVersion := uint16(tls.VersionTLS12)
+	if rt.Config.SSLMinProtocolVersion == "TLSv1.3" {
+		minVersion = tls.VersionTLS13
+	}
+	st.baseTLS = &tls.Config{
+		Certificates: []tls.Certificate{rt.ServerCert},
+		MinVersion:   minVersion,
+		// ALPN as PostgreSQL 17: a client offering only other protocols
+		// gets the no_application_protocol alert from crypto/tls.
+		NextProtos: []string{alpnPostgreSQL},
+		// PostgreSQL sets SSL_OP_NO_TICKET. Without tickets no session is
+		// ever resumed, so every connection's chain is verified against
+		// the current CRLs: resumption cannot bypass revocation.
+		SessionTicketsDisabled: true,
+		ClientAuth:             tls.NoClientCert,
+	}
+	if rt.Verifier != nil {
+		// Like PostgreSQL with ssl_ca_file: always ask, accept none, and
+		// verify whatever is presented (in VerifyConnection, with
+		// OpenSSL's semantics rather than crypto/tls's).
+		st.baseTLS.ClientAuth = tls.RequestClientCert
+		names := x509.NewCertPool()
+		for _, c := range append(rt.Verifier.Roots(), rt.Verifier.Intermediates()...) {
+			names.AddCert(c)
+		}
+		// Only used for the CertificateRequest's list of CA names.
+		st.baseTLS.ClientCAs = names
+	}
+	if rt.Config.Backend.CatalogUser != "" {
+		st.roles = newCatalogRoles(rt.Backend, rt.Config.Backend.CatalogUser)
+	}
+	st.hbaEnv = hba.Env{LocalAddrs: localPrefixes}
+	if st.roles != nil {
+		st.hbaEnv.Roles = st.roles
+	}
+	st.hbaEnv.Resolver = net.DefaultResolver
+	return st
+}
+
+// tlsConfigFor returns the TLS configuration for one connection: the
+// shared one plus a verifier that records the verified chain on c.
+func (st *state) tlsConfigFor(c *clientConn) *tls.Config {
+	if st.rt.Verifier == nil {
+		return st.baseTLS
+	}
+	cfg := st.baseTLS.Clone()
+	cfg.VerifyConnection = func(cs tls.ConnectionState) error {
+		if len(cs.PeerCertificates) == 0 {
+			return nil
+		}
+		raw := make([][]byte, len(cs.PeerCertificates))
+		for i, cert := range cs.PeerCertificates {
+			raw[i] = cert.Raw
+		}
+		chain, err := st.rt.Verifier.Verify(raw, time.Now())
+		if err != nil {
+			return err
+		}
+		c.chain = chain
+		return nil
+	}
+	return cfg
+}
+
+// Server accepts PostgreSQL clients.
+type Server struct {
+	log     *slog.Logger
+	state   atomic.Pointer[state]
+	cancels cancelRegistry
+	metrics *Metrics
+
+	// Limits are fixed at start: a reload that changes them is logged as
+	// needing a restart.
+	startupSlots chan struct{}
+	sessionSlots chan struct{}
+
+	mu        sync.Mutex
+	listeners map[net.Listener]struct{}
+	conns     map[*clientConn]struct{}
+	closing   bool
+	forced    bool // Shutdown's deadline passed: close on sight
+	wg        sync.WaitGroup
+	idle      chan struct{} // closed when closing and no session remains
+}
+
+// New makes a Server serving rt.
+func New(rt *config.Runtime, log *slog.Logger) *Server {
+	s := &Server{
+		log:          log,
+		metrics:      &Metrics{},
+		startupSlots: make(chan struct{}, rt.Config.MaxStartupConnections),
+		sessionSlots: make(chan struct{}, rt.Config.MaxConnections),
+		listeners:    make(map[net.Listener]struct{}),
+		conns:        make(map[*clientConn]struct{}),
+	}
+	s.state.Store(newState(rt))
+	return s
+}
+
+// Metrics returns the server's counters.
+func (s *Server) Metrics() *Metrics { return s.metrics }
+
+// Reload swaps in a new configuration. Sessions already running keep the
+// configuration they authenticated under; new connections use rt.
+func (s *Server) Reload(rt *config.Runtime) {
+	old := s.state.Load().rt.Config
+	for _, w := range []struct {
+		name     string
+		old, new any
+	}{
+		{"listen_addresses", old.ListenAddresses, rt.Config.ListenAddresses},
+		{"port", old.Port, rt.Config.Port},
+		{"max_connections", old.MaxConnections, rt.Config.MaxConnections},
+		{"max_startup_connections", old.MaxStartupConnections, rt.Config.MaxStartupConnections},
+	} {
+		if w.old != w.new {
+			s.log.Warn("parameter cannot be changed without restarting the server; keeping the old value",
+				slog.String("parameter", w.name), slog.Any("old", w.old), slog.Any("new", w.new))
+		}
+	}
+	next := newState(rt)
+	prev := s.state.Swap(next)
+	if prev.roles != nil {
+		prev.roles.close()
+	}
+}
+
+// Listen opens the configured listen_addresses.
+func (s *Server) Listen(ctx context.Context) ([]net.Listener, error) {
+	cfg := s.state.Load().rt.Config
+	lc := net.ListenConfig{KeepAliveConfig: net.KeepAliveConfig{
+		Enable:   true,
+		Idle:     time.Duration(cfg.TCPKeepalivesIdle) * time.Second,
+		Interval: time.Duration(cfg.TCPKeepalivesInterval) * time.Second,
+		Count:    cfg.TCPKeepalivesCount,
+	}}
+	var lns []net.Listener
+	for _, addr := range cfg.ListenAddrs() {
+		ln, err := lc.Listen(ctx, "tcp", addr)
+		if err != nil {
+			for _, l := range lns {
+				l.Close()
+			}
+			return nil, fmt.Errorf("could not listen on %s: %w", addr, err)
+		}
+		lns = append(lns, ln)
+	}
+	return lns, nil
+}
+
+// Serve accepts connections on ln until ln is closed.
+func (s *Server) Serve(ln net.Listener) error {
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		ln.Close()
+		return net.ErrClosed
+	}
+	s.listeners[ln] = struct{}{}
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.listeners, ln)
+		s.mu.Unlock()
+	}()
+	var backoff time.Duration
+	for {
+		raw, err := ln.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			// Out of file descriptors and the like: back off rather
+			// than spin, as net/http does.
+			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			s.log.Error("accept failed", slog.String("error", err.Error()), slog.Duration("retry_in", backoff))
+			time.Sleep(backoff)
+			continue
+		}
+		backoff = 0
+		s.metrics.accepted()
+		select {
+		case s.startupSlots <- struct{}{}:
+		default:
+			// Too many connections still in TLS or startup: drop this
+			// one before it costs a handshake.
+			s.metrics.authFailed("too_many_startups")
+			raw.Close()
+			continue
+		}
+		s.wg.Add(1)
+		go s.handle(raw)
+	}
+}
+
+func (s *Server) handle(raw net.Conn) {
+	defer s.wg.Done()
+	released := false
+	releaseStartup := func() {
+		if !released {
+			released = true
+			<-s.startupSlots
+		}
+	}
+	defer releaseStartup()
+	c := &clientConn{srv: s, state: s.state.Load(), raw: raw, conn: raw, r: newStartupReader(raw), start: time.Now()}
+	if ap, err := netip.ParseAddrPort(raw.RemoteAddr().String()); err == nil {
+		// PostgreSQL listens on IPv6-only sockets, so an IPv4 client is
+		// always IPv4 there; a dual-stack Go listener may report it
+		// v4-mapped, which must not escape IPv4 pg_hba.conf lines.
+		c.addr = ap.Addr().Unmap()
+	}
+	c.note(slog.String("client", c.addr.String()))
+	c.onAuthenticated = releaseStartup
+	if !s.track(c) {
+		raw.Close()
+		return
+	}
+	defer s.untrack(c)
+	c.serve(context.Background())
+}
+
+// acquireSession takes a max_connections slot without waiting.
+func (s *Server) acquireSession() bool {
+	select {
+	case s.sessionSlots <- struct{}{}:
+		return true
+	default:
+		return false
+	}
+}
+
+func (s *Server) releaseSession() { <-s.sessionSlots }
+
+// track registers a connection so that Shutdown and Close can reach it.
+func (s *Server) track(c *clientConn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing {
+		return false
+	}
+	s.conns[c] = struct{}{}
+	return true
+}
+
+func (s *Server) untrack(c *clientConn) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.conns, c)
+	if s.closing && len(s.conns) == 0 && s.idle != nil {
+		close(s.idle)
+		s.idle = nil
+	}
+}
+
+// setBackend records a session's backend connection so that a fast
+// shutdown closes it too.
+func (s *Server) setBackend(c *clientConn, backend net.Conn) {
+	s.mu.Lock()
+	c.backend = backend
+	closing := s.closing && s.forced
+	s.mu.Unlock()
+	if closing {
+		backend.Close()
+	}
+}
+
+// Shutdown stops accepting, lets running connections finish until ctx is
+// done, then closes what is left. It returns once every connection
+// goroutine has ended.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.closing = true
+	var errs []error
+	for ln := range s.listeners {
+		if err := ln.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
+			errs = append(errs, err)
+		}
+	}
+	idle := make(chan struct{})
+	if len(s.conns) == 0 {
+		close(idle)
+	} else {
+		s.idle = idle
+	}
+	s.mu.Unlock()
+	select {
+	case <-idle:
+	case <-ctx.Done():
+		if !errors.Is(ctx.Err(), context.Canceled) {
+			errs = append(errs, fmt.Errorf("shutdown: %w; closing remaining sessions", ctx.Err()))
+		}
+		s.closeAll()
+	}
+	s.wg.Wait()
+	if st := s.state.Load(); st.roles != nil {
+		st.roles.close()
+	}
+	return errors.Join(errs...)
+}
+
+// Close stops accepting and closes every connection at once, like
+// PostgreSQL's fast shutdown.
+func (s *Server) Close() error {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	return s.Shutdown(ctx)
+}
+
+func (s *Server) closeAll() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.forced = true
+	for c := range s.conns {
+		c.raw.Close()
+		if c.backend != nil {
+			c.backend.Close()
+		}
+	}
+}
+
+// localPrefixes lists the host's interface networks for samehost/samenet.
+func localPrefixes() ([]netip.Prefix, error) {
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return nil, err
+	}
+	var out []netip.Prefix
+	for _, a := range addrs {
+		if ipn, ok := a.(*net.IPNet); ok {
+			addr, ok := netip.AddrFromSlice(ipn.IP)
+			if !ok {
+				continue
+			}
+			ones, _ := ipn.Mask.Size()
+			out = append(out, netip.PrefixFrom(addr.Unmap(), ones))
+		}
+	}
+	return out, nil
+}
