@@ -106,4 +106,3 @@ func (c *clientConn) connectBackend(ctx context.Context, si *startupInfo, entry 
 func noticeToResponse(n *pgconn.Notice) *pgproto3.ErrorResponse {
 	return toErrorResponse((*pgconn.PgError)(n))
 }
-
