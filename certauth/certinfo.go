@@ -9,11 +9,9 @@ import (
 
 // Extension OIDs, as DER content octets' dotted text.
 const (
-	extSubjectKeyID   = "2.5.29.14"
 	extKeyUsage       = "2.5.29.15"
 	extSubjectAltName = "2.5.29.17"
 	extBasicConstr    = "2.5.29.19"
-	extCRLNumber      = "2.5.29.20"
 	extNameConstr     = "2.5.29.30"
 	extCRLDP          = "2.5.29.31"
 	extCertPolicies   = "2.5.29.32"

@@ -2,7 +2,6 @@ package certauth
 
 import (
 	"errors"
-	"fmt"
 	"math/big"
 	"strconv"
 	"strings"
@@ -148,43 +147,4 @@ func oidText(c []byte) string {
 		v.SetInt64(0)
 	}
 	return sb.String()
-}
-
-// encodeOIDText is the inverse of oidText for well-formed dotted strings; it
-// is used to build lookup keys for the generated OID table.
-func encodeOIDText(s string) ([]byte, error) {
-	parts := strings.Split(s, ".")
-	if len(parts) < 2 {
-		return nil, fmt.Errorf("bad OID %q", s)
-	}
-	arcs := make([]*big.Int, len(parts))
-	for i, p := range parts {
-		n, ok := new(big.Int).SetString(p, 10)
-		if !ok || n.Sign() < 0 {
-			return nil, fmt.Errorf("bad OID %q", s)
-		}
-		arcs[i] = n
-	}
-	first := new(big.Int).Mul(arcs[0], big.NewInt(40))
-	first.Add(first, arcs[1])
-	var out []byte
-	for _, a := range append([]*big.Int{first}, arcs[2:]...) {
-		var groups []byte
-		x := new(big.Int).Set(a)
-		for {
-			groups = append(groups, byte(new(big.Int).And(x, big.NewInt(0x7f)).Int64()))
-			x.Rsh(x, 7)
-			if x.Sign() == 0 {
-				break
-			}
-		}
-		for i := len(groups) - 1; i >= 0; i-- {
-			b := groups[i]
-			if i > 0 {
-				b |= 0x80
-			}
-			out = append(out, b)
-		}
-	}
-	return out, nil
 }

@@ -7,6 +7,8 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/hex"
+	"fmt"
+	"math/big"
 	"strings"
 	"sync"
 	"testing"
@@ -156,4 +158,42 @@ func rawCert(t testing.TB, o rawCertOpts) []byte {
 		t.Fatal(err)
 	}
 	return der(0x30, tbsDER, sigAlg, appendTLV(nil, 0x03, append([]byte{0}, sig...)))
+}
+
+// encodeOIDText encodes a dotted OID's content octets (arcs of any size).
+func encodeOIDText(s string) ([]byte, error) {
+	parts := strings.Split(s, ".")
+	if len(parts) < 2 {
+		return nil, fmt.Errorf("bad OID %q", s)
+	}
+	arcs := make([]*big.Int, len(parts))
+	for i, p := range parts {
+		n, ok := new(big.Int).SetString(p, 10)
+		if !ok || n.Sign() < 0 {
+			return nil, fmt.Errorf("bad OID %q", s)
+		}
+		arcs[i] = n
+	}
+	first := new(big.Int).Mul(arcs[0], big.NewInt(40))
+	first.Add(first, arcs[1])
+	var out []byte
+	for _, a := range append([]*big.Int{first}, arcs[2:]...) {
+		var groups []byte
+		x := new(big.Int).Set(a)
+		for {
+			groups = append(groups, byte(new(big.Int).And(x, big.NewInt(0x7f)).Int64()))
+			x.Rsh(x, 7)
+			if x.Sign() == 0 {
+				break
+			}
+		}
+		for i := len(groups) - 1; i >= 0; i-- {
+			b := groups[i]
+			if i > 0 {
+				b |= 0x80
+			}
+			out = append(out, b)
+		}
+	}
+	return out, nil
 }

@@ -118,6 +118,25 @@ func TestCRLDirOnDemand(t *testing.T) {
 	// one process, but each PostgreSQL connection is a new process).
 	drop(crlName(t, inter, 1), pemCRL(makeCRL(t, inter, crlSpec{this: testNow.Add(-30 * time.Second)})))
 	check("replaced .r1", 0, 0)
+	// A .r0 holding another issuer's CRL does not stop the probe...
+	other := issue(t, "other", nil, nil, true)
+	drop(crlName(t, inter, 0), pemCRL(makeCRL(t, other, crlSpec{})))
+	drop(crlName(t, inter, 1), pemCRL(makeCRL(t, inter, crlSpec{revoked: []*node{leaf}})))
+	check("unrelated .r0, revoking .r1", CertRevoked, 0)
+	// ...but one that cannot be read does (PostgreSQL 15 answers unknown_ca
+	// when .r0 is unreadable and .r1 is good).
+	if err := os.Remove(filepath.Join(crlDir, crlName(t, inter, 0))); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(filepath.Join(crlDir, crlName(t, inter, 0)), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	drop(crlName(t, inter, 1), pemCRL(makeCRL(t, inter, crlSpec{})))
+	check("unreadable .r0, good .r1", UnableToGetCRL, 0)
+	if err := os.Remove(filepath.Join(crlDir, crlName(t, inter, 0))); err != nil {
+		t.Fatal(err)
+	}
+	drop(crlName(t, inter, 0), pemCRL(makeCRL(t, inter, crlSpec{})))
 
 	// Concurrent verifications while the directory is read.
 	var wg sync.WaitGroup

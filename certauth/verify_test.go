@@ -92,6 +92,10 @@ func scenarios(t testing.TB) []scenario {
 	leafDP := issue(t, "leaf-crldp", inter, nil, false, withCRLDP("http://crl.example/inter.crl"))
 	leafExpiredRevoked := issue(t, "expired-and-revoked", inter, nil, false, withValidity(testNow.Add(-10*day), testNow.Add(-day)))
 
+	ncInter := issue(t, "nc-inter", root, nil, true, func(c *x509.Certificate) { c.PermittedDNSDomains = []string{"example.org"} })
+	ncOK := issue(t, "nc-ok", ncInter, nil, false, func(c *x509.Certificate) { c.DNSNames = []string{"db.example.org"} })
+	ncBad := issue(t, "nc-bad", ncInter, nil, false, func(c *x509.Certificate) { c.DNSNames = []string{"db.evil.com"} })
+
 	rootCRL := makeCRL(t, root, crlSpec{})
 	interCRL := makeCRL(t, inter, crlSpec{})
 	interCRLRevLeaf := makeCRL(t, inter, crlSpec{revoked: []*node{leaf, leafExpiredRevoked}})
@@ -142,6 +146,9 @@ func scenarios(t testing.TB) []scenario {
 		{name: "critical-unknown-extension", ca: caRoot, chain: []*node{critical, inter}, want: UnhandledCriticalExtension},
 		{name: "noncritical-unknown-extension", ca: caRoot, chain: []*node{nonCritical, inter}},
 		{name: "pathlen-exceeded", ca: caRoot, chain: []*node{leafOfSub, sub, pl0}, want: PathLengthExceeded, depth: 2},
+
+		{name: "name-constraints-ok", ca: caRoot, chain: []*node{ncOK, ncInter}},
+		{name: "name-constraints-violated", ca: caRoot, chain: []*node{ncBad, ncInter}, want: PermittedViolation},
 
 		{name: "crl-file-ok", ca: caRoot, chain: []*node{leaf, inter}, crlFile: pemCRL(rootCRL, interCRL)},
 		{name: "crl-file-no-root-crl", ca: caRoot, chain: []*node{leaf, inter}, crlFile: pemCRL(interCRL), want: UnableToGetCRL, depth: 1},

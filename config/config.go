@@ -144,6 +144,9 @@ func Parse(path string, data []byte) (*Config, error) {
 	if err != nil {
 		var perr toml.ParseError
 		if errors.As(err, &perr) {
+			if perr.LastKey != "" {
+				return nil, fmt.Errorf("%s:%d: invalid value for parameter %q: %s", path, perr.Position.Line, perr.LastKey, perr.Message)
+			}
 			return nil, fmt.Errorf("%s:%d: %s", path, perr.Position.Line, perr.Message)
 		}
 		return nil, fmt.Errorf("%s: %w", path, err)

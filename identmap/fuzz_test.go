@@ -104,6 +104,12 @@ func FuzzTranslateRegex(f *testing.F) {
 			if ok && !strings.Contains(s, g1) {
 				t.Fatalf("%q on %q: group 1 %q is not part of the subject", pattern, s, g1)
 			}
+			if m, ok, _ := re.exec(s); ok {
+				full := newMatcher(s)
+				if _, found := full.find(re.tree); !found || full.span != m.span {
+					t.Fatalf("%q on %q: RE2's leftmost start and the full scan disagree", pattern, s)
+				}
+			}
 		}
 	})
 }

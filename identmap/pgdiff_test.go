@@ -254,7 +254,19 @@ func randRE(rng *rand.Rand, depth int) string {
 	return b.String()
 }
 
+var soupTokens = []string{`\x4`, `\x41`, `\u00`, `\u0041`, `\U00000041`, `\0`, `\01`, `\12`, `\1`, `\2`, `\18`, `\c`, `\cJ`,
+	"[[.", ".]]", "[[=", "=]]", "[[:", ":]]", "alpha", "hyphen", "(?", "(?#", "***", "***:", "***=", "{", "}", ",", "1", "2", "0", "-",
+	"^", "]", "[", "[^", "(", ")", "|", "*", "+", "?", " ", "#", `\n`, `\`, "a", "b", `\b`, `\B`, `\A`, `\Z`, `\e`, `\a`, `\v`,
+	"(?x)", "(?i)", "(?n)", "(?q)", "(?:", `\d`, `\W`, "é", `\é`, "\n", "."}
+
 func randPattern(rng *rand.Rand) string {
+	if rng.Intn(4) == 0 {
+		var b strings.Builder
+		for n := 1 + rng.Intn(8); n > 0; n-- {
+			b.WriteString(soupTokens[rng.Intn(len(soupTokens))])
+		}
+		return b.String()
+	}
 	if rng.Intn(4) == 0 {
 		// syntax soup, mostly to compare error handling
 		n := 1 + rng.Intn(10)

@@ -113,7 +113,7 @@ Connect with the client certificate (CN=%s):
 
   psql "%s"
 
-then try:  select current_user, ssl, version from pg_stat_ssl where pid = pg_backend_pid();
+then try:  select current_user;
 
 Press Ctrl-C to stop; everything is cleaned up.
 `, port, cluster.SocketDir(), dir, User, conninfo)

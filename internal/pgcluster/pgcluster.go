@@ -29,6 +29,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -270,7 +271,24 @@ func findBinDir(ctx context.Context, dir string, timeout time.Duration) (string,
 	} else {
 		tried = append(tried, "initdb is not on PATH")
 	}
+	// Debian and Ubuntu keep the server binaries off PATH, one directory
+	// per major version; take the newest.
+	if dirs, _ := filepath.Glob("/usr/lib/postgresql/*/bin"); len(dirs) > 0 {
+		sort.Slice(dirs, func(i, j int) bool { return debianMajor(dirs[i]) > debianMajor(dirs[j]) })
+		for _, d := range dirs {
+			if checkBinDir(d) == nil {
+				return d, nil
+			}
+		}
+		tried = append(tried, "no complete /usr/lib/postgresql/*/bin")
+	}
 	return "", fmt.Errorf("pgcluster: PostgreSQL server binaries not found (%s); install them or set Options.BinDir", strings.Join(tried, "; "))
+}
+
+// debianMajor is the major version in /usr/lib/postgresql/<major>/bin.
+func debianMajor(dir string) int {
+	n, _ := strconv.Atoi(filepath.Base(filepath.Dir(dir)))
+	return n
 }
 
 func checkBinDir(dir string) error {
