@@ -101,6 +101,12 @@ type worldOptions struct {
 	extraTOML string
 	// noCRL leaves ssl_crl_file unset on both sides.
 	noCRL bool
+	// conf is extra postgresql.conf settings for the cluster (e.g.
+	// wal_level=logical), applied after the defaults.
+	conf map[string]string
+	// crlTOML replaces the proxy's ssl_crl_file line when set (e.g.
+	// `ssl_crl_dir = "crl"`); pair it with conf for PostgreSQL.
+	crlTOML string
 }
 
 // localTrust is prepended to PostgreSQL's pg_hba.conf only: the proxy
@@ -143,6 +149,9 @@ func newWorld(t testing.TB, p *pki, o worldOptions) *world {
 	if !o.noCRL {
 		conf["ssl_crl_file"] = "root.crl"
 	}
+	for k, v := range o.conf {
+		conf[k] = v
+	}
 	w.cluster, err = pgcluster.Start(ctx, pgcluster.Options{
 		ListenAddresses: "127.0.0.1",
 		HBA:             localTrust + o.hba,
@@ -170,6 +179,9 @@ func newWorld(t testing.TB, p *pki, o worldOptions) *world {
 	crl := `ssl_crl_file = "root.crl"`
 	if o.noCRL {
 		crl = ""
+	}
+	if o.crlTOML != "" {
+		crl = o.crlTOML
 	}
 	w.cfgPath = filepath.Join(w.dir, "pgcertgate.toml")
 	w.writeFile("pgcertgate.toml", fmt.Sprintf(`
