@@ -17,15 +17,33 @@ all: build
 build:
 	$(GO) build -o $(BIN) ./cmd/pgcertgate
 
-# deps installs what the tests need when it is missing (idempotent). As
-# root it installs Debian's PostgreSQL server and client.
+# deps installs what the tests need when it is missing (idempotent: with
+# everything present it runs no apt-get and no npm). As root it installs
+# Debian's PostgreSQL server and client, and the client matrix's drivers:
+# Java and pgjdbc, psycopg 3 (for /usr/bin/python3), Node.js; then the
+# pinned node-postgres into integration/testdata/clients/node.
+NODE_CLIENT := integration/testdata/clients/node
 deps:
-	@if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb >/dev/null 2>&1 || ! command -v psql >/dev/null 2>&1 || ! command -v openssl >/dev/null 2>&1; then \
+	@missing=""; \
+	if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb >/dev/null 2>&1; then missing="$$missing postgresql"; fi; \
+	command -v psql >/dev/null 2>&1 || missing="$$missing postgresql-client"; \
+	command -v openssl >/dev/null 2>&1 || missing="$$missing openssl"; \
+	{ command -v java >/dev/null 2>&1 && command -v javac >/dev/null 2>&1; } || missing="$$missing default-jdk-headless"; \
+	[ -f /usr/share/java/postgresql.jar ] || missing="$$missing libpostgresql-jdbc-java"; \
+	/usr/bin/python3 -c 'import psycopg' >/dev/null 2>&1 || missing="$$missing python3-psycopg"; \
+	command -v node >/dev/null 2>&1 || missing="$$missing nodejs"; \
+	command -v npm >/dev/null 2>&1 || missing="$$missing npm"; \
+	if [ -n "$$missing" ]; then \
 		if [ "$$(id -u)" = 0 ]; then \
-			apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql postgresql-client openssl; \
+			echo "installing:$$missing"; \
+			apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
 		else \
-			echo "missing PostgreSQL server/client or openssl: install postgresql, postgresql-client and openssl (as root: make deps)" >&2; exit 1; \
+			echo "missing Debian packages:$$missing (as root: make deps)" >&2; exit 1; \
 		fi; \
+	fi
+	@# npm ci only when node_modules is older than the lock file.
+	@if [ ! -f $(NODE_CLIENT)/node_modules/.package-lock.json ] || [ $(NODE_CLIENT)/package-lock.json -nt $(NODE_CLIENT)/node_modules/.package-lock.json ]; then \
+		cd $(NODE_CLIENT) && npm ci --no-audit --no-fund; \
 	fi
 	$(GO) mod download
 

@@ -10,9 +10,11 @@ package config
 import (
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -104,7 +106,27 @@ type Config struct {
 	// closing them. Default 30s.
 	ShutdownTimeout Duration `toml:"shutdown_timeout"`
 
+	// WatchFiles reloads the configuration, as SIGHUP does, when this
+	// file or any file it names changes (pg_hba.conf and pg_ident.conf
+	// with their includes, certificate, key, CA and CRL file), including
+	// Kubernetes' swap of the ..data symlink in a ConfigMap or Secret
+	// volume. Files are polled every second and a change is applied once
+	// it has held still for a poll. False (default) means only SIGHUP
+	// reloads.
+	WatchFiles bool `toml:"watch_files"`
+
 	Backend Backend `toml:"backend"`
+	Admin   Admin   `toml:"admin"`
+}
+
+// Admin is the operator HTTP endpoint: /metrics (Prometheus), /healthz
+// (liveness) and /readyz (readiness).
+type Admin struct {
+	// ListenAddress is host:port for the admin endpoint, e.g.
+	// "127.0.0.1:9930", or ":9930" for every address (needed in
+	// Kubernetes, where kubelet probes the pod IP). Empty (default)
+	// disables the endpoint. Changing it needs a restart.
+	ListenAddress string `toml:"listen_address"`
 }
 
 // Backend describes how pgcertgate reaches the PostgreSQL it fronts.
@@ -114,6 +136,22 @@ type Backend struct {
 	DSN string `toml:"dsn"`
 	// ConnectTimeout bounds each backend connection attempt. Default 10s.
 	ConnectTimeout Duration `toml:"connect_timeout"`
+	// Reuse keeps the backend connection of a session that ends cleanly
+	// (Terminate while idle, outside a transaction), resets it with
+	// ServerResetQuery, and hands it to the next authenticated client with
+	// the same user, database and startup parameters, as PgBouncer's
+	// session pooling does. Replication connections are never kept.
+	// Default false: every client gets a fresh backend.
+	Reuse bool `toml:"reuse"`
+	// ReuseIdleTimeout closes kept backends unused this long. Default 60s.
+	ReuseIdleTimeout Duration `toml:"reuse_idle_timeout"`
+	// ReuseMaxIdle caps kept backends per user/database/parameters.
+	// Default 100.
+	ReuseMaxIdle int `toml:"reuse_max_idle"`
+	// ServerResetQuery runs on a backend before it is kept (PgBouncer's
+	// server_reset_query). Default "DISCARD ALL", which drops temporary
+	// tables, prepared statements, LISTENs, advisory locks and every SET.
+	ServerResetQuery string `toml:"server_reset_query"`
 	// CatalogUser is the role used to read pg_auth_members when
 	// pg_hba.conf or pg_ident.conf uses +role, samerole or samegroup.
 	// Empty means such lines cannot be evaluated and are an error at load.
@@ -131,7 +169,12 @@ func Defaults() Config {
 		LogFormat:             "text",
 		LogLevel:              "info",
 		ShutdownTimeout:       Duration{30 * time.Second},
-		Backend:               Backend{ConnectTimeout: Duration{10 * time.Second}},
+		Backend: Backend{
+			ConnectTimeout:   Duration{10 * time.Second},
+			ReuseIdleTimeout: Duration{60 * time.Second},
+			ReuseMaxIdle:     100,
+			ServerResetQuery: "DISCARD ALL",
+		},
 	}
 }
 
@@ -228,6 +271,16 @@ func (c *Config) validate() []error {
 	}
 	if c.Backend.ConnectTimeout.Duration <= 0 {
 		bad("backend.connect_timeout", "must be positive")
+	}
+	if a := c.Admin.ListenAddress; a != "" {
+		if _, port, err := net.SplitHostPort(a); err != nil {
+			bad("admin.listen_address", "%q is not host:port (%v)", a, err)
+		} else if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+			bad("admin.listen_address", "%q: port %q is outside the valid range 0..65535", a, port)
+		}
+	}
+	if c.Backend.Reuse && c.Backend.ReuseMaxIdle < 1 {
+		bad("backend.reuse_max_idle", "%d (must be at least 1 with reuse = true)", c.Backend.ReuseMaxIdle)
 	}
 	return errs
 }

@@ -416,7 +416,13 @@ restart:
 			return v.retv(tPlain, uint32(c))
 		}
 	case lCEL, lECL, lCCL:
-		endc := map[int]byte{lCEL: '.', lECL: '=', lCCL: ':'}[v.lexcon]
+		endc := byte(':')
+		switch v.lexcon {
+		case lCEL:
+			endc = '.'
+		case lECL:
+			endc = '='
+		}
 		if c == endc && v.next1(']') {
 			v.now++
 			v.lexcon = lBRACK
@@ -462,9 +468,8 @@ restart:
 				if !v.ateos() {
 					v.now++
 				}
-				// A comment is not a token: restore the previous
-				// lasttype so the caller sees no change.
-				v.nexttype = v.lasttype
+				// A comment is not a token; lasttype is unchanged
+				// because nexttype still equals it.
 				goto restart
 			case '=':
 				return v.retv(tLacon, 1)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/bits"
 	"regexp"
+	"regexp/syntax"
 	"strings"
 	"unicode/utf8"
 )
@@ -49,8 +50,19 @@ import (
 //	(?=…) (?!…) (?<=…) (?<!…)             refused    lookaround; RE2 has none
 //	\m \M \y \Y [[:<:]] [[:>:]]           refused    ARE word boundaries; RE2's \b differs (and
 //	                                                 is \b backspace in ARE anyway)
+//	(a{100}){100}, ((a{20}){20}){20}      refused    nested counts multiply beyond RE2's limit of 1000
+//	                                                 (PostgreSQL accepts them up to its own "too complex")
 //	other alphabetic escapes (\g, \k, \p…) PG error   invalid escape \ sequence
 //	***?, malformed (?…) option           PG error   as PostgreSQL reports them
+//
+// One known difference remains: PostgreSQL refuses some pathological
+// patterns with "regular expression is too complex" when its NFA
+// optimizer exceeds internal size limits (typically anchors inside nested,
+// counted, non-greedy repetitions). Predicting that would mean porting the
+// NFA optimizer; such patterns are accepted here and matched with the
+// semantics PostgreSQL would have had. Differential testing against
+// PostgreSQL 15 met 6 of them in 1.7 million random patterns, and no
+// other difference (see pgdiff_test.go).
 //
 // Byte model: PostgreSQL sees the pattern and the name as SQL_ASCII, one
 // character per byte. Go sees UTF-8 runes, so each byte 0x80–0xFF is
@@ -96,9 +108,14 @@ func compileRegexp(pattern string) (*areRegexp, error) {
 	emit(&b, whole)
 	prog, err := regexp.Compile(b.String())
 	if err != nil {
-		// PostgreSQL accepted it, but RE2 cannot hold it (in practice:
-		// nested counted repetitions too large for RE2's program limit).
-		return nil, &areError{unsupported: fmt.Sprintf("cannot be compiled by Go's RE2 engine (%v)", err)}
+		// PostgreSQL accepted it, but RE2 cannot hold it: nested counted
+		// repetitions whose counts multiply beyond RE2's limit of 1000,
+		// such as (a{100}){100}, or a program too large.
+		var se *syntax.Error
+		if errors.As(err, &se) && se.Code == syntax.ErrInvalidRepeatSize {
+			return nil, &areError{unsupported: "nested repetition counts multiply beyond the 1000 that Go's RE2 engine allows"}
+		}
+		return nil, &areError{unsupported: fmt.Sprintf("too large for Go's RE2 engine (%v)", err)}
 	}
 	return &areRegexp{src: pattern, re2: b.String(), prog: prog, tree: tree, whole: whole, nsub: p.nsubexp}, nil
 }

@@ -165,6 +165,8 @@ func TestRefusals(t *testing.T) {
 		{`a\Y`, `word-boundary constraint (\y or \Y) is not supported`, true},
 		{`(?b)a\{2\}`, `embedded option (?b) or (?e), which switches to POSIX basic or extended syntax, is not supported`, true},
 		{`(?e)a`, `embedded option (?b) or (?e), which switches to POSIX basic or extended syntax, is not supported`, true},
+		{`(a{100}){100}`, `nested repetition counts multiply beyond the 1000 that Go's RE2 engine allows`, true},
+		{`((a{20}){20}){20}`, `nested repetition counts multiply beyond the 1000 that Go's RE2 engine allows`, true},
 
 		// PostgreSQL's own errors win over our refusals
 		{`(a)\1(`, `parentheses () not balanced`, false},

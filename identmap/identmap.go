@@ -13,6 +13,13 @@
 // cannot reproduce are refused at load time, naming the file and line.
 // The table of decisions is on areRegexp in are_compile.go.
 //
+// PostgreSQL 15 differs from 16+ in the database-user field, where it
+// knows no all, +role or /regex (all three are literal names there, and
+// only \1 is special); this package follows 16+. Check is the
+// case-sensitive variant of check_usermap, the one cert authentication
+// uses; the case-insensitive one (GSSAPI/SSPI krb_caseins_users) is not
+// provided.
+//
 // The package is pure: no I/O beyond reading the files through
 // hba.ReadOptions.FS, no logging; role membership is asked of an
 // hba.RoleChecker.

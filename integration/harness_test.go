@@ -104,6 +104,11 @@ type worldOptions struct {
 	// conf is extra postgresql.conf settings for the cluster (e.g.
 	// wal_level=logical), applied after the defaults.
 	conf map[string]string
+	// connectTimeout is the proxy's backend connect_timeout (default 10s).
+	connectTimeout string
+	// backendTOML is appended to the proxy configuration's [backend]
+	// table (e.g. "reuse = true").
+	backendTOML string
 	// crlTOML replaces the proxy's ssl_crl_file line when set (e.g.
 	// `ssl_crl_dir = "crl"`); pair it with conf for PostgreSQL.
 	crlTOML string
@@ -183,6 +188,10 @@ func newWorld(t testing.TB, p *pki, o worldOptions) *world {
 	if o.crlTOML != "" {
 		crl = o.crlTOML
 	}
+	connectTimeout := o.connectTimeout
+	if connectTimeout == "" {
+		connectTimeout = "10s"
+	}
 	w.cfgPath = filepath.Join(w.dir, "pgcertgate.toml")
 	w.writeFile("pgcertgate.toml", fmt.Sprintf(`
 listen_addresses = "127.0.0.1"
@@ -193,14 +202,14 @@ ssl_cert_file = "server.crt"
 ssl_key_file = "server.key"
 ssl_ca_file = "root.crt"
 %s
-authentication_timeout = "20s"
-max_connections = 50
+%s
 %s
 [backend]
 dsn = "host=%s port=%d sslmode=disable"
-connect_timeout = "10s"
+connect_timeout = %q
 catalog_user = "postgres"
-`, crl, o.extraTOML, w.cluster.SocketDir(), w.cluster.Port()))
+%s
+`, crl, defaultTOML(o.extraTOML), o.extraTOML, w.cluster.SocketDir(), w.cluster.Port(), connectTimeout, o.backendTOML))
 	rt, err := config.Load(w.cfgPath)
 	if err != nil {
 		t.Fatalf("loading proxy configuration: %v", err)
@@ -225,6 +234,18 @@ catalog_user = "postgres"
 		}
 	})
 	return w
+}
+
+// defaultTOML is the proxy settings a world uses unless extraTOML sets
+// them itself (TOML refuses a key defined twice).
+func defaultTOML(extra string) string {
+	var out []string
+	for _, kv := range [][2]string{{"authentication_timeout", `"20s"`}, {"max_connections", "50"}} {
+		if !strings.Contains(extra, kv[0]+" ") && !strings.Contains(extra, kv[0]+"=") {
+			out = append(out, kv[0]+" = "+kv[1])
+		}
+	}
+	return strings.Join(out, "\n")
 }
 
 func (w *world) writeFile(name, content string) {

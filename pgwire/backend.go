@@ -21,12 +21,28 @@ import (
 type session struct {
 	backend net.Conn
 	cancel  *cancelTarget
+	// params are the backend's ParameterStatus values, replayed to the
+	// next client when the backend is reused.
+	params map[string]string
+	// reuseKey is where the backend goes when the session ends cleanly;
+	// "" means it is closed.
+	reuseKey    string
+	idleTimeout time.Duration
 }
 
 // connectBackend opens the backend connection as the client's user and
 // database, then hands the client the backend's greeting with the proxy's
 // own cancel key.
 func (c *clientConn) connectBackend(ctx context.Context, si *startupInfo, entry *hba.Entry) (*session, error) {
+	key := reuseKey(c.state, si)
+	if key != "" {
+		if s := c.srv.pool.acquire(key); s != nil {
+			// A backend kept from an earlier session of the same user,
+			// database and parameters, already reset.
+			c.note(slog.Bool("backend_reused", true))
+			return c.greet(s, nil)
+		}
+	}
 	cfg := c.state.rt.Backend.Copy()
 	cfg.User = si.user
 	cfg.Database = si.database
@@ -61,46 +77,61 @@ func (c *clientConn) connectBackend(ctx context.Context, si *startupInfo, entry 
 		pgc.Close(context.Background())
 		return nil, fmt.Errorf("hijacking backend connection: %w", err)
 	}
+	if hj.TxStatus != 'I' {
+		hj.Conn.Close()
+		return nil, fmt.Errorf("backend greeted with transaction status %q", hj.TxStatus)
+	}
+	s := &session{
+		backend: hj.Conn,
+		cancel: &cancelTarget{
+			pid:        hj.PID,
+			backendKey: hj.SecretKey,
+			network:    hj.Conn.RemoteAddr().Network(),
+			address:    hj.Conn.RemoteAddr().String(),
+		},
+		params:      hj.ParameterStatuses,
+		reuseKey:    key,
+		idleTimeout: c.state.rt.Config.Backend.ReuseIdleTimeout.Duration,
+	}
+	return c.greet(s, notices)
+}
 
+// greet hands the client the backend's greeting with the proxy's own
+// cancel key: AuthenticationOk, the startup notices, every ParameterStatus,
+// BackendKeyData with the backend's real pid (clients use it for
+// pg_backend_pid() and NOTIFY self-filtering) and ReadyForQuery.
+func (c *clientConn) greet(s *session, notices []*pgconn.Notice) (*session, error) {
 	// The client's cancel key is the proxy's own (crypto/rand); the
 	// backend's key never leaves the proxy. 4 bytes for protocol 3.0 and
 	// 32 bytes for 3.2, as PostgreSQL 18 makes them.
 	keyLen := 4
-	if si.negotiatedMinor() >= 2 {
+	if c.minor >= 2 {
 		keyLen = 32
 	}
 	key := make([]byte, keyLen)
 	if _, err := rand.Read(key); err != nil {
-		hj.Conn.Close()
+		s.backend.Close()
 		return nil, err
 	}
-	target := &cancelTarget{
-		pid:        hj.PID,
-		clientKey:  key,
-		backendKey: hj.SecretKey,
-		network:    hj.Conn.RemoteAddr().Network(),
-		address:    hj.Conn.RemoteAddr().String(),
-	}
+	target := *s.cancel
+	target.clientKey = key
+	s.cancel = &target
 
-	// The greeting PostgreSQL itself would send after authentication:
-	// AuthenticationOk, the startup notices, every ParameterStatus,
-	// BackendKeyData with the backend's real pid (clients use it for
-	// pg_backend_pid() and NOTIFY self-filtering) and ReadyForQuery.
 	buf, _ := (&pgproto3.AuthenticationOk{}).Encode(nil)
 	for _, n := range notices {
 		buf, _ = (*pgproto3.NoticeResponse)(noticeToResponse(n)).Encode(buf)
 	}
-	for _, name := range slices.Sorted(maps.Keys(hj.ParameterStatuses)) {
-		buf, _ = (&pgproto3.ParameterStatus{Name: name, Value: hj.ParameterStatuses[name]}).Encode(buf)
+	for _, name := range slices.Sorted(maps.Keys(s.params)) {
+		buf, _ = (&pgproto3.ParameterStatus{Name: name, Value: s.params[name]}).Encode(buf)
 	}
-	buf, _ = (&pgproto3.BackendKeyData{ProcessID: hj.PID, SecretKey: key}).Encode(buf)
-	buf, _ = (&pgproto3.ReadyForQuery{TxStatus: hj.TxStatus}).Encode(buf)
+	buf, _ = (&pgproto3.BackendKeyData{ProcessID: s.cancel.pid, SecretKey: key}).Encode(buf)
+	buf, _ = (&pgproto3.ReadyForQuery{TxStatus: 'I'}).Encode(buf)
 	if _, err := c.conn.Write(buf); err != nil {
-		hj.Conn.Close()
+		s.backend.Close()
 		return nil, errSilentClose
 	}
-	c.note(slog.Uint64("backend_pid", uint64(hj.PID)))
-	return &session{backend: hj.Conn, cancel: target}, nil
+	c.note(slog.Uint64("backend_pid", uint64(s.cancel.pid)))
+	return s, nil
 }
 
 func noticeToResponse(n *pgconn.Notice) *pgproto3.ErrorResponse {

@@ -38,6 +38,12 @@ type clientConn struct {
 	onAuthenticated func()
 	// backend is set (under Server.mu) once a session runs.
 	backend net.Conn
+	// minor is the protocol 3 minor version negotiated with the client.
+	minor uint16
+	// id is the audit log's conn_id; user and database repeat the startup
+	// packet's in the session-end event.
+	id             uint64
+	user, database string
 }
 
 func (c *clientConn) note(attrs ...slog.Attr) { c.attrs = append(c.attrs, attrs...) }
@@ -57,10 +63,13 @@ func (c *clientConn) serve(ctx context.Context) {
 		c.refuse(err)
 		return
 	}
-	c.srv.metrics.authOK()
+	elapsed := time.Since(c.start)
+	c.srv.metrics.authOK(elapsed)
 	c.srv.log.LogAttrs(ctx, slog.LevelInfo, "connection authorized", append(c.attrs,
-		slog.String("verdict", "accept"),
-		slog.Duration("duration", time.Since(c.start)))...)
+		slog.String("event", "auth"),
+		slog.String("verdict", verdictAccept),
+		slog.String("reason", "authorized"),
+		slog.Duration("duration", elapsed))...)
 	defer c.srv.releaseSession()
 	c.onAuthenticated()
 	c.runSession(ctx, sess)
@@ -78,7 +87,7 @@ func (c *clientConn) refuse(err error) {
 		// A cancel is not a connection attempt; PostgreSQL logs nothing.
 		return
 	}
-	attrs := append(c.attrs, slog.String("verdict", "reject"), slog.String("reason", reason))
+	attrs := append(c.attrs, slog.String("event", "auth"), slog.String("verdict", verdictReject), slog.String("reason", reason))
 	if e, ok := errors.AsType[*Error](err); ok && e.LogDetail != "" {
 		attrs = append(attrs, slog.String("detail", e.LogDetail))
 	} else if !ok && !errors.Is(err, errSilentClose) {
@@ -89,8 +98,9 @@ func (c *clientConn) refuse(err error) {
 		attrs = append(attrs, slog.String("sqlstate", msg.Code), slog.String("message", msg.Message))
 		_, _ = c.conn.Write(buf)
 	}
-	attrs = append(attrs, slog.Duration("duration", time.Since(c.start)))
-	c.srv.metrics.authFailed(reason)
+	elapsed := time.Since(c.start)
+	attrs = append(attrs, slog.Duration("duration", elapsed))
+	c.srv.metrics.authFailed(reason, elapsed)
 	c.srv.log.LogAttrs(context.Background(), slog.LevelInfo, "connection refused", attrs...)
 }
 
@@ -103,6 +113,8 @@ func (c *clientConn) establish(ctx context.Context) (*session, error) {
 	if err != nil {
 		return nil, err
 	}
+	c.minor = si.negotiatedMinor()
+	c.user, c.database = si.user, si.database
 	c.note(slog.String("user", si.user), slog.String("database", si.database))
 	if si.replication != replicationNone {
 		c.note(slog.String("replication", si.replication.String()))
@@ -221,13 +233,6 @@ func (c *clientConn) startTLS(direct bool) error {
 	}
 	if c.chain != nil {
 		leaf := c.chain[0]
-		fp := sha256.Sum256(leaf.Raw)
-		dn, _ := certauth.DistinguishedName(leaf)
-		c.note(slog.String("cert_subject", dn),
-			slog.String("cert_issuer", leaf.Issuer.String()),
-			slog.String("cert_serial", leaf.SerialNumber.String()),
-			slog.String("cert_sha256", hex.EncodeToString(fp[:])),
-			slog.Time("cert_not_after", leaf.NotAfter))
 		// be_tls_open_server drops the connection when the CN holds a NUL
 		// byte, whatever pg_hba.conf says (CVE-2009-4034).
 		if _, _, err := certauth.CommonName(leaf); err != nil {
@@ -250,6 +255,21 @@ func (c *clientConn) send(msg pgproto3.BackendMessage) error {
 	}
 	_, err = c.conn.Write(buf)
 	return err
+}
+
+// noteCert records the client certificate for the audit event, whether or
+// not it verifies: the event of a refused certificate says whose it was.
+// Subject and issuer are OpenSSL's RFC 2253 text, as PostgreSQL logs and
+// matches them; the serial is decimal, as pg_stat_ssl.client_serial shows it.
+func (c *clientConn) noteCert(leaf *x509.Certificate) {
+	fp := sha256.Sum256(leaf.Raw)
+	subject, _ := certauth.DistinguishedName(leaf)
+	issuer, _ := certauth.FormatDN(leaf.RawIssuer)
+	c.note(slog.String("cert_subject", subject),
+		slog.String("cert_issuer", issuer),
+		slog.String("cert_serial", leaf.SerialNumber.String()),
+		slog.String("cert_sha256", hex.EncodeToString(fp[:])),
+		slog.Time("cert_not_after", leaf.NotAfter))
 }
 
 // bufferedConn reads through the startup buffer first, for direct TLS whose

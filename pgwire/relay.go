@@ -24,12 +24,18 @@ type copier struct {
 	name string
 	dst  net.Conn
 	src  io.Reader
+	// scan, when set, follows message boundaries (for backend reuse) and
+	// may cut the stream; nil means a blind byte copy.
+	scan func(p []byte) (forward int, stop bool)
 	n    int64
 	err  error
+	// cut is set when scan stopped the stream (the client's Terminate).
+	cut bool
 }
 
-// run copies until src ends or a write fails. It allocates nothing per
-// read: the buffer comes from the pool once per session.
+// run copies until src ends, a write fails, or scan cuts the stream. It
+// allocates nothing per read: the buffer comes from the pool once per
+// session.
 func (cp *copier) run() {
 	bp := relayBufs.Get().(*[]byte)
 	defer relayBufs.Put(bp)
@@ -37,10 +43,19 @@ func (cp *copier) run() {
 	for {
 		nr, rerr := cp.src.Read(buf)
 		if nr > 0 {
-			nw, werr := cp.dst.Write(buf[:nr])
-			cp.n += int64(nw)
-			if werr != nil {
-				cp.err = werr
+			fwd := nr
+			if cp.scan != nil {
+				fwd, cp.cut = cp.scan(buf[:nr])
+			}
+			if fwd > 0 {
+				nw, werr := cp.dst.Write(buf[:fwd])
+				cp.n += int64(nw)
+				if werr != nil {
+					cp.err = werr
+					return
+				}
+			}
+			if cp.cut {
 				return
 			}
 		}
@@ -53,23 +68,41 @@ func (cp *copier) run() {
 	}
 }
 
-// relay joins client and backend until either side ends, then closes both
-// and waits for both copiers. It returns the bytes moved each way.
-func relay(client net.Conn, clientR io.Reader, backend net.Conn) (fromClient, toClient int64) {
+// relay joins client and backend until either side ends and returns the
+// bytes moved each way. With a tracker, a client that leaves cleanly
+// (Terminate, backend idle) leaves the backend open and keep is true: the
+// caller may reset and reuse it. Otherwise both connections are closed.
+func relay(client net.Conn, clientR io.Reader, backend net.Conn, t *sessionTracker) (fromClient, toClient int64, keep bool) {
 	up := &copier{name: "client->backend", dst: backend, src: clientR}
 	down := &copier{name: "backend->client", dst: client, src: backend}
+	if t != nil {
+		up.scan, down.scan = t.fromClient, t.fromBackend
+	}
 	done := make(chan *copier, 2)
 	for _, cp := range []*copier{up, down} {
 		go func() { cp.run(); done <- cp }()
 	}
-	// The first side to end ends the session: a client's Terminate closes
-	// its socket, and a backend's FATAL closes its own. Closing both
-	// unblocks the other copier.
-	<-done
+	first := <-done
 	client.Close()
+	if first == up && up.cut {
+		// The client said Terminate. Stop reading the backend without
+		// closing it: an expired read deadline ends the other copier
+		// where it stands, and the tracker says whether that was
+		// between messages.
+		_ = backend.SetReadDeadline(time.Now())
+		<-done
+		_ = backend.SetReadDeadline(time.Time{})
+		if t.reusable() {
+			return up.n, down.n, true
+		}
+		backend.Close()
+		return up.n, down.n, false
+	}
+	// The first side to end ends the session: a client that drops, or a
+	// backend's FATAL. Closing both unblocks the other copier.
 	backend.Close()
 	<-done
-	return up.n, down.n
+	return up.n, down.n, false
 }
 
 // runSession relays an authenticated session and logs its end.
@@ -83,12 +116,26 @@ func (c *clientConn) runSession(ctx context.Context, s *session) {
 	c.srv.metrics.sessionStarted()
 	defer c.srv.metrics.sessionEnded()
 	began := time.Now()
-	in, out := relay(c.conn, c.r, s.backend)
+	var tracker *sessionTracker
+	if s.reuseKey != "" {
+		tracker = newSessionTracker(s.params)
+	}
+	in, out, keep := relay(c.conn, c.r, s.backend, tracker)
 	c.srv.metrics.relayed(in, out)
+	reused := false
+	if keep {
+		s.params = tracker.params
+		reused = c.srv.pool.release(c.state, s)
+	}
 	c.srv.log.LogAttrs(ctx, slog.LevelInfo, "session ended",
+		slog.String("event", "session_end"),
+		slog.Uint64("conn_id", c.id),
 		slog.String("client", c.addr.String()),
+		slog.String("user", c.user),
+		slog.String("database", c.database),
 		slog.Uint64("backend_pid", uint64(s.cancel.pid)),
 		slog.Int64("bytes_in", in),
 		slog.Int64("bytes_out", out),
+		slog.Bool("backend_kept", reused),
 		slog.Duration("session_duration", time.Since(began)))
 }

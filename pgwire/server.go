@@ -7,14 +7,18 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/pgcertgate/pgcertgate/config"
 	"github.com/pgcertgate/pgcertgate/hba"
@@ -28,6 +32,11 @@ type state struct {
 	baseTLS *tls.Config
 	roles   *catalogRoles
 	hbaEnv  hba.Env
+
+	// crlNext caches the CRL expiry gauges of ssl_ca_file and
+	// ssl_crl_file, computed at the first scrape (see crlExpiry).
+	crlOnce sync.Once
+	crlNext map[string]time.Time
 }
 
 func newState(rt *config.Runtime) *state {
@@ -82,6 +91,10 @@ func (st *state) tlsConfigFor(c *clientConn) *tls.Config {
 		if len(cs.PeerCertificates) == 0 {
 			return nil
 		}
+		if err := checkCertListSize(cs); err != nil {
+			return err
+		}
+		c.noteCert(cs.PeerCertificates[0])
 		raw := make([][]byte, len(cs.PeerCertificates))
 		for i, cert := range cs.PeerCertificates {
 			raw[i] = cert.Raw
@@ -102,6 +115,8 @@ type Server struct {
 	state   atomic.Pointer[state]
 	cancels cancelRegistry
 	metrics *Metrics
+	connIDs atomic.Uint64
+	pool    *backendPool
 
 	// Limits are fixed at start: a reload that changes them is logged as
 	// needing a restart.
@@ -121,17 +136,24 @@ type Server struct {
 func New(rt *config.Runtime, log *slog.Logger) *Server {
 	s := &Server{
 		log:          log,
-		metrics:      &Metrics{},
 		startupSlots: make(chan struct{}, rt.Config.MaxStartupConnections),
 		sessionSlots: make(chan struct{}, rt.Config.MaxConnections),
 		listeners:    make(map[net.Listener]struct{}),
 		conns:        make(map[*clientConn]struct{}),
+		pool:         newBackendPool(),
 	}
 	s.state.Store(newState(rt))
+	s.metrics = newMetrics(s.state.Load)
 	return s
 }
 
-// Metrics returns the server's counters.
+// ReusedBackends counts sessions served by a kept backend connection.
+func (s *Server) ReusedBackends() int64 { return s.pool.Reused.Load() }
+
+// IdleBackends is the number of backend connections kept for reuse.
+func (s *Server) IdleBackends() int { return s.pool.idleCount() }
+
+// Metrics returns the server's Prometheus collector.
 func (s *Server) Metrics() *Metrics { return s.metrics }
 
 // Reload swaps in a new configuration. Sessions already running keep the
@@ -146,6 +168,8 @@ func (s *Server) Reload(rt *config.Runtime) {
 		{"port", old.Port, rt.Config.Port},
 		{"max_connections", old.MaxConnections, rt.Config.MaxConnections},
 		{"max_startup_connections", old.MaxStartupConnections, rt.Config.MaxStartupConnections},
+		{"log_format", old.LogFormat, rt.Config.LogFormat},
+		{"admin.listen_address", old.Admin.ListenAddress, rt.Config.Admin.ListenAddress},
 	} {
 		if w.old != w.new {
 			s.log.Warn("parameter cannot be changed without restarting the server; keeping the old value",
@@ -154,10 +178,15 @@ func (s *Server) Reload(rt *config.Runtime) {
 	}
 	next := newState(rt)
 	prev := s.state.Swap(next)
+	s.metrics.reloaded()
 	if prev.roles != nil {
 		prev.roles.close()
 	}
 }
+
+// Config returns the configuration in force: the last one loaded
+// successfully.
+func (s *Server) Config() *config.Config { return s.state.Load().rt.Config }
 
 // Listen opens the configured listen_addresses.
 func (s *Server) Listen(ctx context.Context) ([]net.Listener, error) {
@@ -218,7 +247,7 @@ func (s *Server) Serve(ln net.Listener) error {
 		default:
 			// Too many connections still in TLS or startup: drop this
 			// one before it costs a handshake.
-			s.metrics.authFailed("too_many_startups")
+			s.metrics.startupRejected()
 			raw.Close()
 			continue
 		}
@@ -237,14 +266,20 @@ func (s *Server) handle(raw net.Conn) {
 		}
 	}
 	defer releaseStartup()
-	c := &clientConn{srv: s, state: s.state.Load(), raw: raw, conn: raw, r: newStartupReader(raw), start: time.Now()}
+	s.metrics.connOpened()
+	defer s.metrics.connClosed()
+	c := &clientConn{srv: s, state: s.state.Load(), raw: raw, conn: raw, r: newStartupReader(raw), start: time.Now(), id: s.connIDs.Add(1)}
+	var port uint16
 	if ap, err := netip.ParseAddrPort(raw.RemoteAddr().String()); err == nil {
 		// PostgreSQL listens on IPv6-only sockets, so an IPv4 client is
 		// always IPv4 there; a dual-stack Go listener may report it
 		// v4-mapped, which must not escape IPv4 pg_hba.conf lines.
 		c.addr = ap.Addr().Unmap()
+		port = ap.Port()
 	}
-	c.note(slog.String("client", c.addr.String()))
+	// conn_id ties the auth event to the session-end event; the client
+	// port ties both to the client's own logs and to netstat.
+	c.note(slog.Uint64("conn_id", c.id), slog.String("client", c.addr.String()), slog.Uint64("client_port", uint64(port)))
 	c.onAuthenticated = releaseStartup
 	if !s.track(c) {
 		raw.Close()
@@ -302,31 +337,53 @@ func (s *Server) setBackend(c *clientConn, backend net.Conn) {
 // Shutdown stops accepting, lets running connections finish until ctx is
 // done, then closes what is left. It returns once every connection
 // goroutine has ended.
+//
+// Each step is logged: listeners closed, connections waited for, and how
+// many were closed when ctx ended. Closing a connection closes its sockets
+// and nothing else: no ErrorResponse is ever written into a relayed
+// stream, which could land in the middle of a backend message.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	s.closing = true
 	var errs []error
+	listeners := len(s.listeners)
 	for ln := range s.listeners {
 		if err := ln.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
 			errs = append(errs, err)
 		}
 	}
-	idle := make(chan struct{})
-	if len(s.conns) == 0 {
-		close(idle)
-	} else {
-		s.idle = idle
+	open := len(s.conns)
+	idle := s.idle
+	if idle == nil {
+		idle = make(chan struct{})
+		if open == 0 {
+			close(idle)
+		} else {
+			s.idle = idle
+		}
 	}
 	s.mu.Unlock()
+	s.log.Info("stopped accepting connections", slog.Int("listeners", listeners), slog.Int("open_connections", open))
+	if open > 0 && ctx.Err() == nil {
+		deadline, _ := ctx.Deadline()
+		s.log.Info("waiting for open connections to end", slog.Int("connections", open), slog.Time("deadline", deadline))
+	}
 	select {
 	case <-idle:
-	case <-ctx.Done():
-		if !errors.Is(ctx.Err(), context.Canceled) {
-			errs = append(errs, fmt.Errorf("shutdown: %w; closing remaining sessions", ctx.Err()))
+		if open > 0 {
+			s.log.Info("all connections have ended")
 		}
-		s.closeAll()
+	case <-ctx.Done():
+		left := s.closeAll()
+		if errors.Is(ctx.Err(), context.Canceled) {
+			s.log.Info("closing open connections", slog.Int("connections", left))
+		} else {
+			errs = append(errs, fmt.Errorf("shutdown: %w; closing remaining sessions", ctx.Err()))
+			s.log.Warn("shutdown timeout reached: closing remaining connections", slog.Int("connections", left))
+		}
 	}
 	s.wg.Wait()
+	s.pool.close()
 	if st := s.state.Load(); st.roles != nil {
 		st.roles.close()
 	}
@@ -341,7 +398,7 @@ func (s *Server) Close() error {
 	return s.Shutdown(ctx)
 }
 
-func (s *Server) closeAll() {
+func (s *Server) closeAll() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.forced = true
@@ -351,6 +408,65 @@ func (s *Server) closeAll() {
 			c.backend.Close()
 		}
 	}
+	return len(s.conns)
+}
+
+// Serving reports whether the server accepts connections: at least one
+// listener is open and no shutdown has begun. It is /readyz's first test.
+func (s *Server) Serving() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return !s.closing && len(s.listeners) > 0
+}
+
+// ProbeBackend checks that the backend PostgreSQL answers the protocol
+// without opening a session: it sends a GSSENCRequest, reads the one-byte
+// answer ('N', or 'G' from a GSSAPI build over TCP) and closes. PostgreSQL
+// logs nothing for such a probe beyond log_connections' "connection
+// received" (verified with PostgreSQL 15: an SSLRequest answered 'S' then
+// dropped logs "could not accept SSL connection: EOF detected", and a
+// CancelRequest logs "PID 0 in cancel request did not match any process").
+// Each host of the DSN is tried in turn, as libpq would; callers bound the
+// time with ctx and rate-limit the calls.
+func (s *Server) ProbeBackend(ctx context.Context) error {
+	cfg := s.state.Load().rt.Backend
+	targets := append([]*pgconn.FallbackConfig{{Host: cfg.Host, Port: cfg.Port}}, cfg.Fallbacks...)
+	dial := cfg.DialFunc
+	if dial == nil {
+		var d net.Dialer
+		dial = d.DialContext
+	}
+	var errs []error
+	for _, t := range targets {
+		network, address := pgconn.NetworkAddress(t.Host, t.Port)
+		err := probePostgres(ctx, dial, network, address)
+		if err == nil {
+			return nil
+		}
+		errs = append(errs, fmt.Errorf("%s %s: %w", network, address, err))
+	}
+	return errors.Join(errs...)
+}
+
+func probePostgres(ctx context.Context, dial pgconn.DialFunc, network, address string) error {
+	conn, err := dial(ctx, network, address)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	if deadline, ok := ctx.Deadline(); ok {
+		_ = conn.SetDeadline(deadline)
+	}
+	req := binary.BigEndian.AppendUint32(nil, 8)
+	req = binary.BigEndian.AppendUint32(req, gssEncRequestCode)
+	if _, err := conn.Write(req); err != nil {
+		return err
+	}
+	var answer [1]byte
+	if _, err := io.ReadFull(conn, answer[:]); err != nil {
+		return fmt.Errorf("no answer to a GSSENCRequest: %w", err)
+	}
+	return nil
 }
 
 // localPrefixes lists the host's interface networks for samehost/samenet.

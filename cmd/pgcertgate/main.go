@@ -16,12 +16,19 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"runtime"
 	"runtime/debug"
 	"strings"
 	"syscall"
+	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/pgcertgate/pgcertgate/admin"
 	"github.com/pgcertgate/pgcertgate/config"
 	"github.com/pgcertgate/pgcertgate/internal/demo"
+	"github.com/pgcertgate/pgcertgate/internal/watch"
 	"github.com/pgcertgate/pgcertgate/pgwire"
 )
 
@@ -112,14 +119,22 @@ func scrubPGEnv(log *slog.Logger) {
 	}
 }
 
-func newLogger(cfg *config.Config, w io.Writer) *slog.Logger {
-	var level slog.Level
-	_ = level.UnmarshalText([]byte(cfg.LogLevel))
+// newLogger makes the process logger. The level is a LevelVar so that a
+// reload can change log_level; log_format needs a restart.
+func newLogger(cfg *config.Config, w io.Writer) (*slog.Logger, *slog.LevelVar) {
+	level := new(slog.LevelVar)
+	setLevel(level, cfg)
 	opts := &slog.HandlerOptions{Level: level}
 	if cfg.LogFormat == "json" {
-		return slog.New(slog.NewJSONHandler(w, opts))
+		return slog.New(slog.NewJSONHandler(w, opts)), level
 	}
-	return slog.New(slog.NewTextHandler(w, opts))
+	return slog.New(slog.NewTextHandler(w, opts)), level
+}
+
+func setLevel(level *slog.LevelVar, cfg *config.Config) {
+	var l slog.Level
+	_ = l.UnmarshalText([]byte(cfg.LogLevel))
+	level.Set(l)
 }
 
 func configFlag(fs *flag.FlagSet) *string {
@@ -134,30 +149,47 @@ func cmdServe(args []string, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "pgcertgate serve: --config FILE is required")
 		return 2
 	}
+	// Profiles for make bench (profile.go); read before scrubPGEnv.
+	defer startProfiles(stderr)()
 	scrubPGEnv(nil)
 	rt, err := config.Load(*path)
 	if err != nil {
 		printErrors(stderr, err)
 		return 1
 	}
-	log := newLogger(rt.Config, stderr)
+	log, level := newLogger(rt.Config, stderr)
 	for _, w := range rt.Warnings {
 		log.Warn(w.Error())
 	}
-	if err := serve(context.Background(), *path, rt, log); err != nil {
+	if err := serve(context.Background(), *path, rt, log, level); err != nil {
 		log.Error("pgcertgate stopped", slog.String("error", err.Error()))
 		return 1
 	}
 	return 0
 }
 
-// serve runs the server until SIGTERM (graceful) or SIGINT (fast), and
-// reloads on SIGHUP.
-func serve(ctx context.Context, path string, rt *config.Runtime, log *slog.Logger) error {
+// serve runs the server until SIGTERM (smart shutdown: stop accepting, let
+// sessions finish until shutdown_timeout, then close them) or SIGINT (fast
+// shutdown: close everything now; also cuts a smart shutdown short), and
+// reloads on SIGHUP and, with watch_files, when a file changes. The admin
+// endpoint outlives the drain, so /healthz stays up and /readyz says 503
+// while sessions finish.
+func serve(ctx context.Context, path string, rt *config.Runtime, log *slog.Logger, level *slog.LevelVar) error {
 	srv := pgwire.New(rt, log)
 	lns, err := srv.Listen(ctx)
 	if err != nil {
 		return err
+	}
+	var adm *admin.Server
+	if addr := rt.Config.Admin.ListenAddress; addr != "" {
+		adm = admin.New(admin.Options{Address: addr, Gatherer: registry(srv), Target: srv, Log: log})
+		if err := adm.Start(); err != nil {
+			for _, ln := range lns {
+				ln.Close()
+			}
+			return err
+		}
+		log.Info("admin endpoint listening", slog.String("address", adm.Addr().String()))
 	}
 	serveErr := make(chan error, len(lns))
 	for _, ln := range lns {
@@ -167,33 +199,83 @@ func serve(ctx context.Context, path string, rt *config.Runtime, log *slog.Logge
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT)
 	defer signal.Stop(sigs)
+
+	fw := newFileWatch(log)
+	defer fw.stop()
+	fw.apply(rt.Config)
+
+	var (
+		stopped     chan error // receives Shutdown's result once a shutdown began
+		cancelDrain context.CancelFunc
+	)
+	shutdown := func(sctx context.Context, cancel context.CancelFunc) {
+		stopped, cancelDrain = make(chan error, 1), cancel
+		go func() { stopped <- srv.Shutdown(sctx) }()
+	}
 	for {
 		select {
 		case err := <-serveErr:
-			if err != nil {
-				srv.Close()
-				return err
-			}
-		case sig := <-sigs:
-			switch sig {
-			case syscall.SIGHUP:
-				reload(path, srv, log)
-			case syscall.SIGTERM:
-				timeout := rt.Config.ShutdownTimeout.Duration
-				log.Info("received SIGTERM: smart shutdown, waiting for sessions to end", slog.Duration("shutdown_timeout", timeout))
-				sctx, cancel := context.WithTimeout(ctx, timeout)
-				err := srv.Shutdown(sctx)
+			if err != nil && stopped == nil {
+				log.Error("listener failed; closing", slog.String("error", err.Error()))
+				sctx, cancel := context.WithCancel(ctx)
 				cancel()
-				log.Info("shutdown complete")
-				return ignoreDeadline(err)
-			case syscall.SIGINT:
-				log.Info("received SIGINT: fast shutdown, closing sessions")
-				err := srv.Close()
-				log.Info("shutdown complete")
-				return err
+				shutdown(sctx, cancel)
 			}
+		case changed := <-fw.changes:
+			log.Info("configuration files changed, reloading", slog.Any("files", changed))
+			reload(path, srv, log, level, fw)
+		case sig := <-sigs:
+			switch {
+			case sig == syscall.SIGHUP:
+				log.Info("received SIGHUP, reloading configuration files")
+				reload(path, srv, log, level, fw)
+			case sig == syscall.SIGTERM && stopped == nil:
+				timeout := srv.Config().ShutdownTimeout.Duration
+				log.Info("received SIGTERM: smart shutdown, new connections are refused and open sessions may finish",
+					slog.Duration("shutdown_timeout", timeout))
+				shutdown(context.WithTimeout(ctx, timeout))
+			case sig == syscall.SIGINT && stopped == nil:
+				log.Info("received SIGINT: fast shutdown, closing every connection")
+				sctx, cancel := context.WithCancel(ctx)
+				cancel()
+				shutdown(sctx, cancel)
+			case sig == syscall.SIGINT:
+				log.Info("received SIGINT during smart shutdown: closing every connection now")
+				cancelDrain()
+			default:
+				log.Info("shutdown already in progress", slog.String("signal", sig.String()))
+			}
+		case err := <-stopped:
+			cancelDrain()
+			fw.stop()
+			if adm != nil {
+				actx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				if aerr := adm.Shutdown(actx); aerr != nil {
+					log.Warn("admin endpoint shutdown", slog.String("error", aerr.Error()))
+				}
+				cancel()
+			}
+			log.Info("shutdown complete")
+			return ignoreDeadline(err)
 		}
 	}
+}
+
+// registry gathers the server's metrics with the Go runtime's and the
+// process's, and a build_info gauge.
+func registry(srv *pgwire.Server) *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		srv.Metrics(),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name:        "pgcertgate_build_info",
+			Help:        "Always 1; the labels name the running build.",
+			ConstLabels: prometheus.Labels{"version": version(), "goversion": runtime.Version()},
+		}, func() float64 { return 1 }),
+	)
+	return reg
 }
 
 // ignoreDeadline treats an expired shutdown_timeout as the expected end of
@@ -206,9 +288,8 @@ func ignoreDeadline(err error) error {
 }
 
 // reload builds the new configuration completely and swaps it in; any
-// error keeps the old one whole.
-func reload(path string, srv *pgwire.Server, log *slog.Logger) {
-	log.Info("received SIGHUP, reloading configuration files")
+// error keeps the old one whole and is logged with its file:line.
+func reload(path string, srv *pgwire.Server, log *slog.Logger, level *slog.LevelVar, fw *fileWatch) {
 	scrubPGEnv(nil)
 	rt, err := config.Load(path)
 	if err != nil {
@@ -216,13 +297,75 @@ func reload(path string, srv *pgwire.Server, log *slog.Logger) {
 			log.Error("configuration file error", slog.String("error", e.Error()))
 		}
 		log.Error("configuration files were not reloaded; keeping the previous configuration")
+		srv.Metrics().ReloadFailed()
+		// Keep watching what the new file names, so that fixing a
+		// newly included file is noticed too.
+		if cfg, err := config.ReadFile(path); err == nil {
+			fw.apply(cfg)
+		}
 		return
 	}
 	for _, w := range rt.Warnings {
 		log.Warn(w.Error())
 	}
 	srv.Reload(rt)
+	setLevel(level, rt.Config)
+	fw.apply(rt.Config)
 	log.Info("configuration reloaded", slog.Int("hba_rules", len(rt.HBA.Entries)), slog.Int("ident_lines", len(rt.Ident.Entries)))
+}
+
+// fileWatch runs the watch_files poller, started and stopped as reloads
+// turn the setting on and off. Changes arrive on changes, read by serve's
+// loop, so reloads from SIGHUP and from the watcher never overlap.
+type fileWatch struct {
+	log     *slog.Logger
+	changes chan []string
+	w       *watch.Watcher
+	cancel  context.CancelFunc
+	done    chan struct{}
+}
+
+func newFileWatch(log *slog.Logger) *fileWatch {
+	return &fileWatch{log: log, changes: make(chan []string)}
+}
+
+// apply follows cfg: starts or stops the poller, and updates the set of
+// watched files.
+func (f *fileWatch) apply(cfg *config.Config) {
+	if !cfg.WatchFiles {
+		if f.w != nil {
+			f.log.Info("watch_files turned off")
+			f.stop()
+		}
+		return
+	}
+	paths := watch.Paths(cfg)
+	if f.w != nil {
+		f.w.SetPaths(paths)
+		return
+	}
+	f.w = watch.New(paths, watch.DefaultInterval)
+	ctx, cancel := context.WithCancel(context.Background())
+	f.cancel, f.done = cancel, make(chan struct{})
+	go func() {
+		defer close(f.done)
+		f.w.Run(ctx, func(changed []string) {
+			select {
+			case f.changes <- changed:
+			case <-ctx.Done():
+			}
+		})
+	}()
+	f.log.Info("watching configuration files for changes", slog.Int("files", len(paths)))
+}
+
+func (f *fileWatch) stop() {
+	if f.w == nil {
+		return
+	}
+	f.cancel()
+	<-f.done
+	f.w = nil
 }
 
 func cmdCheck(args []string, stdout, stderr io.Writer) int {

@@ -1,0 +1,203 @@
+// Package admin serves pgcertgate's operator endpoints over HTTP: /metrics
+// (Prometheus), /healthz (liveness) and /readyz (readiness).
+//
+// Readiness means "send me new clients": the proxy has its listeners open,
+// is not draining for a shutdown, holds a loaded configuration (it cannot
+// run without one: a failed reload keeps the previous one in force), and
+// its backend answers. The backend check opens no session: it is the
+// protocol-level probe of Target.ProbeBackend, run at most once per
+// BackendCheckInterval however often /readyz is asked, with the cached
+// answer in between, so probes never flood PostgreSQL's log. Liveness
+// ("restart me if this fails") is only that the process answers HTTP: a
+// backend outage must not make Kubernetes restart a healthy proxy.
+package admin
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Target is what the readiness check asks; *pgwire.Server implements it.
+type Target interface {
+	// Serving reports that listeners are open and no shutdown has begun.
+	Serving() bool
+	// ProbeBackend checks, without a login, that the backend answers.
+	ProbeBackend(ctx context.Context) error
+}
+
+// Defaults for Options' zero values.
+const (
+	DefaultBackendCheckInterval = 5 * time.Second
+	DefaultBackendCheckTimeout  = 2 * time.Second
+)
+
+// Options configures a Server.
+type Options struct {
+	// Address is host:port to listen on; ":0" picks a free port.
+	Address string
+	// Gatherer is what /metrics exposes. Nil serves an empty registry.
+	Gatherer prometheus.Gatherer
+	// Target answers /readyz. Nil means always ready.
+	Target Target
+	// BackendCheckInterval is the least time between two backend probes;
+	// /readyz answers from the last probe in between. Zero means
+	// DefaultBackendCheckInterval.
+	BackendCheckInterval time.Duration
+	// BackendCheckTimeout bounds one backend probe. Zero means
+	// DefaultBackendCheckTimeout.
+	BackendCheckTimeout time.Duration
+	// Log receives the server's own errors. Nil discards them.
+	Log *slog.Logger
+}
+
+// Server is the admin HTTP server.
+type Server struct {
+	opts Options
+	http *http.Server
+	ln   net.Listener
+	done chan error
+
+	mu        sync.Mutex // serialises probes; guards the cache
+	checked   time.Time
+	lastErr   error
+	lastValid bool
+	now       func() time.Time
+}
+
+// New makes a Server; Start opens its listener.
+func New(o Options) *Server {
+	if o.BackendCheckInterval <= 0 {
+		o.BackendCheckInterval = DefaultBackendCheckInterval
+	}
+	if o.BackendCheckTimeout <= 0 {
+		o.BackendCheckTimeout = DefaultBackendCheckTimeout
+	}
+	if o.Gatherer == nil {
+		o.Gatherer = prometheus.NewRegistry()
+	}
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{opts: o, now: time.Now}
+	s.http = &http.Server{
+		Handler: s.Handler(),
+		// Probes and scrapes are small: bound every phase so a stuck
+		// client cannot hold a goroutine.
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       10 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       60 * time.Second,
+		ErrorLog:          slog.NewLogLogger(o.Log.Handler(), slog.LevelWarn),
+	}
+	return s
+}
+
+// Handler returns the endpoints, for tests and for embedding.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(s.opts.Gatherer, promhttp.HandlerOpts{
+		ErrorLog:      slog.NewLogLogger(s.opts.Log.Handler(), slog.LevelWarn),
+		ErrorHandling: promhttp.ContinueOnError,
+	}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("GET /readyz", s.readyz)
+	return mux
+}
+
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	if err := s.Ready(r.Context()); err != nil {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		fmt.Fprintln(w, "not ready:", err)
+		return
+	}
+	fmt.Fprintln(w, "ready")
+}
+
+// errDraining is /readyz's answer from the moment a shutdown begins.
+var errDraining = errors.New("not accepting connections (starting or shutting down)")
+
+// Ready is the readiness verdict: nil when the proxy is serving and its
+// backend answered the latest probe.
+func (s *Server) Ready(ctx context.Context) error {
+	t := s.opts.Target
+	if t == nil {
+		return nil
+	}
+	if !t.Serving() {
+		return errDraining
+	}
+	return s.backend(ctx)
+}
+
+// backend returns the cached probe result, probing again when it is older
+// than BackendCheckInterval. Concurrent callers wait for one probe.
+func (s *Server) backend(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.lastValid && s.now().Sub(s.checked) < s.opts.BackendCheckInterval {
+		return s.lastErr
+	}
+	pctx, cancel := context.WithTimeout(ctx, s.opts.BackendCheckTimeout)
+	defer cancel()
+	err := s.opts.Target.ProbeBackend(pctx)
+	if err != nil {
+		err = fmt.Errorf("backend unreachable: %w", err)
+	}
+	if (err == nil) != (s.lastErr == nil) || !s.lastValid {
+		if err != nil {
+			s.opts.Log.Warn("readiness: backend check failed", slog.String("error", err.Error()))
+		} else if s.lastValid {
+			s.opts.Log.Info("readiness: backend reachable again")
+		}
+	}
+	s.checked, s.lastErr, s.lastValid = s.now(), err, true
+	return err
+}
+
+// Start listens on Options.Address and serves in the background.
+func (s *Server) Start() error {
+	ln, err := net.Listen("tcp", s.opts.Address)
+	if err != nil {
+		return fmt.Errorf("admin: could not listen on %s: %w", s.opts.Address, err)
+	}
+	s.ln = ln
+	s.done = make(chan error, 1)
+	go func() {
+		err := s.http.Serve(ln)
+		if errors.Is(err, http.ErrServerClosed) {
+			err = nil
+		}
+		s.done <- err
+	}()
+	return nil
+}
+
+// Addr is the listening address, once started.
+func (s *Server) Addr() net.Addr { return s.ln.Addr() }
+
+// Shutdown stops the server, letting in-flight requests finish until ctx
+// ends.
+func (s *Server) Shutdown(ctx context.Context) error {
+	if s.ln == nil {
+		return nil
+	}
+	err := s.http.Shutdown(ctx)
+	if err != nil {
+		s.http.Close()
+	}
+	return errors.Join(err, <-s.done)
+}

@@ -1,0 +1,221 @@
+package pgwire
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+)
+
+// resetTimeout bounds the reset query a returned backend must answer.
+const resetTimeout = 5 * time.Second
+
+// backendPool keeps the backend connections of sessions that ended cleanly,
+// for the next client with the same user, database and startup parameters
+// (PgBouncer's session pooling). A connection is reset with the configured
+// server_reset_query (DISCARD ALL by default) before it is kept, and it is
+// only ever handed to a client that has passed authentication for exactly
+// the same role, so no session state can cross from one user to another.
+// Replication connections are never kept.
+type backendPool struct {
+	// Reused counts sessions served by a kept backend.
+	Reused atomic.Int64
+
+	mu     sync.Mutex
+	idle   map[string][]*idleBackend
+	closed bool
+	stop   chan struct{}
+}
+
+type idleBackend struct {
+	s     *session
+	since time.Time
+}
+
+func newBackendPool() *backendPool {
+	p := &backendPool{idle: make(map[string][]*idleBackend), stop: make(chan struct{})}
+	go p.reap()
+	return p
+}
+
+// reuseKey identifies the backend sessions a client may take: same backend
+// DSN, user, database and startup parameters. "" means never reuse.
+func reuseKey(st *state, si *startupInfo) string {
+	b := st.rt.Config.Backend
+	if !b.Reuse || si.replication != replicationNone {
+		return ""
+	}
+	params := slices.Clone(si.params)
+	slices.SortFunc(params, func(a, b [2]string) int { return strings.Compare(a[0], b[0]) })
+	var sb strings.Builder
+	fmt.Fprintf(&sb, "%q %q %q", b.DSN, si.user, si.database)
+	for _, p := range params {
+		fmt.Fprintf(&sb, " %q=%q", p[0], p[1])
+	}
+	return sb.String()
+}
+
+// acquire returns an idle backend for key that is still alive, or nil.
+func (p *backendPool) acquire(key string) *session {
+	for {
+		p.mu.Lock()
+		list := p.idle[key]
+		if len(list) == 0 {
+			p.mu.Unlock()
+			return nil
+		}
+		ib := list[len(list)-1]
+		p.idle[key] = list[:len(list)-1]
+		if len(p.idle[key]) == 0 {
+			delete(p.idle, key)
+		}
+		p.mu.Unlock()
+		if alive(ib.s.backend) {
+			p.Reused.Add(1)
+			return ib.s
+		}
+		ib.s.backend.Close()
+	}
+}
+
+// alive reports whether an idle backend connection is still open and
+// silent. An idle backend sends nothing; anything readable (a FATAL from
+// idle_session_timeout or pg_terminate_backend, or EOF) means it is gone.
+func alive(c net.Conn) bool {
+	_ = c.SetReadDeadline(time.Now())
+	var one [1]byte
+	_, err := c.Read(one[:])
+	_ = c.SetReadDeadline(time.Time{})
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// release resets a session's backend and keeps it; it closes it instead
+// when the reset fails, the pool is closed, or reuse is off in st.
+func (p *backendPool) release(st *state, s *session) bool {
+	b := st.rt.Config.Backend
+	if p == nil || !b.Reuse {
+		s.backend.Close()
+		return false
+	}
+	if err := resetBackend(s, b.ServerResetQuery); err != nil {
+		s.backend.Close()
+		return false
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed || len(p.idle[s.reuseKey]) >= b.ReuseMaxIdle {
+		s.backend.Close()
+		return false
+	}
+	p.idle[s.reuseKey] = append(p.idle[s.reuseKey], &idleBackend{s: s, since: time.Now()})
+	return true
+}
+
+// resetBackend runs the reset query and reads its answer up to an idle
+// ReadyForQuery, recording any ParameterStatus changes it reports (RESET
+// ALL puts application_name, TimeZone … back to the session defaults).
+func resetBackend(s *session, query string) error {
+	if query == "" {
+		return nil
+	}
+	_ = s.backend.SetDeadline(time.Now().Add(resetTimeout))
+	defer s.backend.SetDeadline(time.Time{})
+	buf, err := (&pgproto3.Query{String: query}).Encode(nil)
+	if err != nil {
+		return err
+	}
+	if _, err := s.backend.Write(buf); err != nil {
+		return err
+	}
+	fe := pgproto3.NewFrontend(s.backend, nil)
+	var failed error
+	for {
+		msg, err := fe.Receive()
+		if err != nil {
+			return err
+		}
+		switch m := msg.(type) {
+		case *pgproto3.ErrorResponse:
+			failed = fmt.Errorf("reset query: %s", m.Message)
+		case *pgproto3.ParameterStatus:
+			s.params[m.Name] = m.Value
+		case *pgproto3.ReadyForQuery:
+			if failed != nil {
+				return failed
+			}
+			if m.TxStatus != 'I' {
+				return fmt.Errorf("reset query left transaction status %q", m.TxStatus)
+			}
+			return nil
+		}
+	}
+}
+
+// reap closes backends idle longer than their state's reuse_idle_timeout.
+func (p *backendPool) reap() {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-p.stop:
+			return
+		case now := <-t.C:
+			p.expire(now)
+		}
+	}
+}
+
+func (p *backendPool) expire(now time.Time) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for key, list := range p.idle {
+		kept := list[:0]
+		for _, ib := range list {
+			if now.Sub(ib.since) > ib.s.idleTimeout {
+				ib.s.backend.Close()
+				continue
+			}
+			kept = append(kept, ib)
+		}
+		if len(kept) == 0 {
+			delete(p.idle, key)
+		} else {
+			p.idle[key] = kept
+		}
+	}
+}
+
+// idleCount is the number of kept backends.
+func (p *backendPool) idleCount() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n := 0
+	for _, l := range p.idle {
+		n += len(l)
+	}
+	return n
+}
+
+// close closes every idle backend and stops the reaper.
+func (p *backendPool) close() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return
+	}
+	p.closed = true
+	close(p.stop)
+	for _, list := range p.idle {
+		for _, ib := range list {
+			ib.s.backend.Close()
+		}
+	}
+	p.idle = nil
+}
