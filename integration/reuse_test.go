@@ -80,13 +80,13 @@ func TestBackendReuse(t *testing.T) {
 		t.Errorf("application_name ParameterStatus after reuse = %q, want the session default", got)
 	}
 	checks := map[string]string{
-		"select current_setting('work_mem')":                                   "4MB",
-		"select count(*) from pg_class where relname = 'leftover'":             "0",
-		"select count(*) from pg_prepared_statements":                          "0",
-		"select count(*) from pg_listening_channels()":                         "0",
-		"select count(*) from pg_locks where locktype = 'advisory'":            "0",
-		"select current_user::text || ',' || session_user::text":               "alice,alice",
-		"select current_setting('application_name')":                           "",
+		"select current_setting('work_mem')":                                     "4MB",
+		"select count(*) from pg_class where relname = 'leftover'":               "0",
+		"select count(*) from pg_prepared_statements":                            "0",
+		"select count(*) from pg_listening_channels()":                           "0",
+		"select count(*) from pg_locks where locktype = 'advisory'":              "0",
+		"select current_user::text || ',' || session_user::text":                 "alice,alice",
+		"select current_setting('application_name')":                             "",
 		fmt.Sprintf("select count(*) from pg_stat_activity where pid = %d", pid): "1",
 	}
 	for q, want := range checks {
