@@ -10,7 +10,7 @@ FUZZ_TARGETS := \
 	./certauth:FuzzFormatDN \
 	./pgwire:FuzzStartup
 
-.PHONY: all build test unit integration vet deps demo fuzz clean
+.PHONY: all build test unit integration vet deps demo fuzz soak bench bench-deps clean
 
 all: build
 
@@ -68,6 +68,11 @@ integration:
 demo: build
 	./$(BIN) demo
 
+# soak runs the load and leak tests at full size (1,000 slow clients,
+# 20,000 connect/disconnect cycles); make test runs them reduced.
+soak:
+	PGCERTGATE_SOAK=1 $(GO) test -race -count=1 -timeout 90m -v -run 'TestSlowClients|TestResourceStability' ./integration/
+
 # fuzz runs every fuzz target for FUZZTIME each (make fuzz FUZZTIME=10m).
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \
@@ -75,6 +80,26 @@ fuzz:
 		echo "== $$pkg $$name ($(FUZZTIME))"; \
 		$(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) $$pkg; \
 	done
+
+# bench-deps installs what make bench needs beyond make deps (idempotent):
+# Debian's PgBouncer (the comparison target) and gnuplot-nox (the plot).
+# make test never needs them.
+bench-deps:
+	@if ! command -v pgbouncer >/dev/null 2>&1 && [ ! -x /usr/sbin/pgbouncer ] || ! command -v gnuplot >/dev/null 2>&1; then \
+		if [ "$$(id -u)" = 0 ]; then \
+			apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends pgbouncer gnuplot-nox; \
+		else \
+			echo "missing pgbouncer or gnuplot: install pgbouncer and gnuplot-nox (as root: make bench-deps)" >&2; exit 1; \
+		fi; \
+	fi
+
+# bench compares pgcertgate with direct PostgreSQL and PgBouncer (issue 7)
+# and rewrites BENCHMARKS.md and bench/tps.png. It first waits (up to 45
+# minutes) for a quiet machine, then takes about 20 minutes. BENCHFLAGS
+# passes flags, e.g. make bench BENCHFLAGS='-T 3 -rounds 1 -quiet-wait 0'.
+BENCHFLAGS ?=
+bench: build bench-deps
+	$(GO) run ./bench/cmd/pgbench-compare -bin $(BIN) $(BENCHFLAGS)
 
 clean:
 	rm -rf bin
