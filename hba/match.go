@@ -362,6 +362,13 @@ func (m *matcher) checkDB(ctx context.Context, e *Entry) (bool, string, error) {
 	if m.req.Replication {
 		return false, m.why("a physical replication connection matches only the replication keyword, not [%s]", Field(e.Database)), nil
 	}
+	for _, tok := range e.Database {
+		if tok.IsKeyword("replication") {
+			// Otherwise `database "replication" not in [replication]`
+			// would puzzle the reader of explain.
+			return false, m.why("database %s not in [%s] (the replication keyword matches only physical replication connections)", pgQuote(db), Field(e.Database)), nil
+		}
+	}
 	return false, m.why("database %s not in [%s]", pgQuote(db), Field(e.Database)), nil
 }
 

@@ -264,7 +264,7 @@ func TestExplainReasons(t *testing.T) {
 		"client address 2001:db8::5 is not in 0.0.0.0/0 (address families differ)",
 		`database "app" not in [db1,db2]`,
 		`user "bob" not in [alice]`,
-		`database "app" not in [replication]`,
+		`database "app" not in [replication] (the replication keyword matches only physical replication connections)`,
 		`user "bob" not in [+admins]`,
 	}
 	if len(attempts) != len(want) {

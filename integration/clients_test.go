@@ -173,12 +173,12 @@ func matrixNeed(t *testing.T, what string, ok bool) {
 	}
 }
 
-func fileExists(path string) bool {
+func matrixFileExists(path string) bool {
 	_, err := os.Stat(path)
 	return err == nil
 }
 
-func commandExists(name string) bool {
+func matrixCommandExists(name string) bool {
 	_, err := exec.LookPath(name)
 	return err == nil
 }
@@ -335,7 +335,7 @@ func matrixALPNCount(w *world) int {
 // underneath), and a cancel by SIGINT, on which psql sends a
 // CancelRequest (libpq PQcancel) and goes on with its next -c.
 func matrixPsql(t *testing.T, w *world) string {
-	matrixNeed(t, "psql (Debian postgresql-client)", commandExists("psql"))
+	matrixNeed(t, "psql (Debian postgresql-client)", matrixCommandExists("psql"))
 	out, err := exec.Command("psql", "--version").Output()
 	if err != nil {
 		t.Fatalf("psql --version: %v", err)
@@ -382,7 +382,7 @@ func matrixPsql(t *testing.T, w *world) string {
 	// gets SIGINT during pg_sleep, sends a CancelRequest (libpq PQcancel),
 	// prints the error and reads the next command in the same session. A
 	// non-interactive psql would exit after a cancel instead.
-	master, tty, err := openPty()
+	master, tty, err := matrixOpenPty()
 	if err != nil {
 		t.Fatalf("pseudo terminal: %v", err)
 	}
@@ -403,7 +403,7 @@ func matrixPsql(t *testing.T, w *world) string {
 	if _, err := io.WriteString(master, "select 'pid', pg_backend_pid();\nselect pg_sleep(60);\nselect 'alive', pg_backend_pid();\n\\q\n"); err != nil {
 		t.Fatal(err)
 	}
-	waitForRow(t, ctx, w, "select pid::text from pg_stat_activity where application_name = 'matrix-psql' and state = 'active' and query like 'select pg_sleep%'")
+	matrixWaitForRow(t, ctx, w, "select pid::text from pg_stat_activity where application_name = 'matrix-psql' and state = 'active' and query like 'select pg_sleep%'")
 	if err := sleeper.Process.Signal(syscall.SIGINT); err != nil {
 		t.Fatal(err)
 	}
@@ -424,9 +424,9 @@ func matrixPsql(t *testing.T, w *world) string {
 	return version
 }
 
-// waitForRow polls PostgreSQL directly until query returns a row, and
+// matrixWaitForRow polls PostgreSQL directly until query returns a row, and
 // returns its first column.
-func waitForRow(t *testing.T, ctx context.Context, w *world, query string) string {
+func matrixWaitForRow(t *testing.T, ctx context.Context, w *world, query string) string {
 	t.Helper()
 	for {
 		rows, err := w.superuserRows(ctx, query)
@@ -444,9 +444,9 @@ func waitForRow(t *testing.T, ctx context.Context, w *world, query string) strin
 	}
 }
 
-// pgxVersion is the pgx version in go.mod (test binaries carry no module
+// matrixPgxVersion is the pgx version in go.mod (test binaries carry no module
 // list in their build info).
-func pgxVersion(t *testing.T) string {
+func matrixPgxVersion(t *testing.T) string {
 	mod, err := os.ReadFile("../go.mod")
 	if err != nil {
 		t.Fatal(err)
@@ -463,7 +463,7 @@ func pgxVersion(t *testing.T) string {
 // matrixPgx runs the matrix with pgconn in process. keyLen is the cancel
 // key length the proxy must hand out: 4 bytes for protocol 3.0, 32 for 3.2.
 func matrixPgx(t *testing.T, w *world, table, extra string, keyLen int) string {
-	version := "pgx " + pgxVersion(t)
+	version := "pgx " + matrixPgxVersion(t)
 	t.Logf("version %s", version)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -532,8 +532,8 @@ func matrixPgx(t *testing.T, w *world, table, extra string, keyLen int) string {
 // matrixJDBC runs testdata/clients/Matrix.java with Debian's pgjdbc. pgjdbc
 // reads its key as PKCS#8 DER, made here from the PEM key.
 func matrixJDBC(t *testing.T, w *world) string {
-	matrixNeed(t, "java (Debian default-jdk-headless)", commandExists("java"))
-	matrixNeed(t, "pgjdbc ("+pgjdbcJar+", Debian libpostgresql-jdbc-java)", fileExists(pgjdbcJar))
+	matrixNeed(t, "java (Debian default-jdk-headless)", matrixCommandExists("java"))
+	matrixNeed(t, "pgjdbc ("+pgjdbcJar+", Debian libpostgresql-jdbc-java)", matrixFileExists(pgjdbcJar))
 	block, _ := pem.Decode(w.pki.clients["alice"].KeyPEM)
 	if block == nil || block.Type != "PRIVATE KEY" {
 		t.Fatal("alice's key is not a PKCS#8 PEM key")
@@ -551,9 +551,9 @@ func matrixJDBC(t *testing.T, w *world) string {
 
 // matrixNode runs testdata/clients/node/matrix.js with the pinned pg.
 func matrixNode(t *testing.T, w *world, table, negotiation string) string {
-	matrixNeed(t, "node (Debian nodejs)", commandExists("node"))
+	matrixNeed(t, "node (Debian nodejs)", matrixCommandExists("node"))
 	for _, pkg := range []string{"pg", "pg-copy-streams"} {
-		matrixNeed(t, "npm package "+pkg+" in "+nodeClientDir+"/node_modules", fileExists(filepath.Join(nodeClientDir, "node_modules", pkg, "package.json")))
+		matrixNeed(t, "npm package "+pkg+" in "+nodeClientDir+"/node_modules", matrixFileExists(filepath.Join(nodeClientDir, "node_modules", pkg, "package.json")))
 	}
 	alpnBefore := matrixALPNCount(w)
 	cmd := exec.Command("node", filepath.Join(nodeClientDir, "matrix.js"))
@@ -578,8 +578,8 @@ func matrixPsycopg(t *testing.T, w *world) string {
 	return r.version
 }
 
-// openPty opens a pseudo terminal pair (posix_openpt, unlockpt, ptsname).
-func openPty() (master, tty *os.File, err error) {
+// matrixOpenPty opens a pseudo terminal pair (posix_openpt, unlockpt, ptsname).
+func matrixOpenPty() (master, tty *os.File, err error) {
 	master, err = os.OpenFile("/dev/ptmx", os.O_RDWR|syscall.O_NOCTTY, 0)
 	if err != nil {
 		return nil, nil, err

@@ -241,7 +241,9 @@ func (c *clientConn) startTLS(direct bool) error {
 	}
 	if plaintextBuffered {
 		e := fatal(codeProtocolViolation, "plaintext_after_ssl_request", "received unencrypted data after SSL request")
-		e.LogDetail = "This could be either a client-software bug or evidence of an attempted man-in-the-middle attack."
+		// ProcessStartupPacket's errdetail, which the client gets too.
+		e.Detail = "This could be either a client-software bug or evidence of an attempted man-in-the-middle attack."
+		e.LogDetail = e.Detail
 		return e
 	}
 	return nil

@@ -26,11 +26,14 @@ const (
 
 // Error is a PostgreSQL-style error that pgcertgate itself raises. The
 // Message is exactly what the client sees; Reason is the stable audit-log
-// code and never reaches the client; Detail is for the log only.
+// code and never reaches the client; LogDetail is for the log only.
 type Error struct {
 	Severity string
 	Code     string
 	Message  string
+	// Detail is sent to the client, where PostgreSQL sends an errdetail
+	// (not an errdetail_log) for the same error.
+	Detail string
 	// Hint is sent to the client, as PostgreSQL does for some errors.
 	Hint string
 	// Reason is a stable machine-readable code for logs and metrics
@@ -87,6 +90,7 @@ func toErrorResponse(err error) *pgproto3.ErrorResponse {
 			SeverityUnlocalized: e.Severity,
 			Code:                e.Code,
 			Message:             e.Message,
+			Detail:              e.Detail,
 			Hint:                e.Hint,
 		}
 	}

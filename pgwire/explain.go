@@ -62,7 +62,9 @@ func Explain(ctx context.Context, rt *config.Runtime, req ExplainRequest, w io.W
 	in := authInput{addr: req.Addr, ssl: req.SSL, user: si.user, database: si.database, replication: si.replication}
 
 	fmt.Fprintf(w, "connection: host=%s user=%q database=%q %s replication=%s\n", in.addr, in.user, in.database, encryptionState(in), si.replication)
-	if req.CertFile != "" {
+	if req.CertFile == "" {
+		fmt.Fprintln(w, "certificate: none")
+	} else {
 		if !req.SSL {
 			return false, errors.New("--cert needs an SSL connection: a plaintext client cannot present a certificate")
 		}
@@ -111,6 +113,8 @@ func Explain(ctx context.Context, rt *config.Runtime, req ExplainRequest, w io.W
 	}
 	if rec.entry != nil {
 		fmt.Fprintf(w, "matched: %s:%d: %s\n", rec.entry.File, rec.entry.Line, rec.entry.Raw)
+	} else if e, ok := errors.AsType[*Error](err); ok && e.Reason == "no_hba_match" {
+		fmt.Fprintln(w, "matched: no line (an implicit reject, as in PostgreSQL)")
 	}
 	for _, id := range rec.identities {
 		fmt.Fprintf(w, "identity (clientname=%s): %q\n", rec.entry.ClientName, id)

@@ -271,7 +271,8 @@ func TestNegotiation(t *testing.T) {
 		}
 		tc := tls.Client(c, ts.tlsConfig(true))
 		e := readError(t, tc)
-		if e.Code != "08P01" || e.Message != "received unencrypted data after SSL request" {
+		if e.Code != "08P01" || e.Message != "received unencrypted data after SSL request" ||
+			e.Detail != "This could be either a client-software bug or evidence of an attempted man-in-the-middle attack." {
 			t.Fatalf("got %s %s", e.Code, e.Message)
 		}
 	})

@@ -37,7 +37,7 @@ const usage = `pgcertgate: a PostgreSQL authentication front end
 Usage:
   pgcertgate serve   --config FILE     run the proxy
   pgcertgate check   --config FILE     load and validate everything, print the interpreted rules
-  pgcertgate explain --config FILE --user U --database D --address IP [--ssl|--no-ssl] [--replication] [--cert client.crt]
+  pgcertgate explain --config FILE --user U --database D --address IP [--ssl|--no-ssl] [--replication[=database]] [--cert client.crt]
                                        show how pg_hba.conf and pg_ident.conf decide a connection
   pgcertgate demo    [--dir DIR]       throwaway CA, PostgreSQL and proxy; prints a psql line
   pgcertgate version                   print the version
@@ -386,14 +386,16 @@ func cmdCheck(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "warning:", w)
 	}
 	fmt.Fprintf(stdout, "%s: OK\n", *path)
-	fmt.Fprintln(stdout, "pg_hba.conf rules:")
-	for _, e := range rt.HBA.Entries {
-		fmt.Fprintf(stdout, "%4d  %s:%d  %s\n", e.RuleNumber, e.File, e.Line, e)
+	fmt.Fprintf(stdout, "\npg_hba.conf rules (%s):\n", rt.Config.HBAFile)
+	if err := printHBARules(stdout, rt.HBA.Entries); err != nil {
+		fmt.Fprintln(stderr, "pgcertgate check:", err)
+		return 1
 	}
 	if len(rt.Ident.Entries) > 0 {
-		fmt.Fprintln(stdout, "pg_ident.conf mappings:")
-		for i, e := range rt.Ident.Entries {
-			fmt.Fprintf(stdout, "%4d  %s:%d  %s\n", i+1, e.File, e.Line, e)
+		fmt.Fprintf(stdout, "\npg_ident.conf mappings (%s):\n", rt.Config.IdentFile)
+		if err := printIdentMappings(stdout, rt.Ident.Entries); err != nil {
+			fmt.Fprintln(stderr, "pgcertgate check:", err)
+			return 1
 		}
 	}
 	return 0
@@ -417,6 +419,21 @@ func cmdDemo(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
+// replicationFlag is explain's --replication: alone it means a physical
+// walsender (replication=true); --replication=VALUE passes any value of
+// the startup parameter, such as "database" for a logical one.
+type replicationFlag string
+
+func (r *replicationFlag) String() string { return string(*r) }
+
+func (r *replicationFlag) Set(v string) error {
+	*r = replicationFlag(v)
+	return nil
+}
+
+// IsBoolFlag lets the flag stand alone, like a boolean.
+func (r *replicationFlag) IsBoolFlag() bool { return true }
+
 func cmdExplain(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("explain", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -426,10 +443,15 @@ func cmdExplain(args []string, stdout, stderr io.Writer) int {
 	address := fs.String("address", "127.0.0.1", "client IP address")
 	ssl := fs.Bool("ssl", true, "the client uses SSL (--no-ssl or --ssl=false for plaintext)")
 	noSSL := fs.Bool("no-ssl", false, "the client does not use SSL")
-	replication := fs.String("replication", "", `replication startup parameter: "true" (physical) or "database" (logical)`)
+	var replication replicationFlag
+	fs.Var(&replication, "replication", `a physical replication connection; --replication=database for a logical one`)
 	cert := fs.String("cert", "", "client certificate PEM file (leaf first, then any intermediates the client sends)")
 	if err := fs.Parse(args); err != nil || *path == "" || *user == "" {
 		fmt.Fprintln(stderr, "pgcertgate explain: --config FILE and --user U are required")
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "pgcertgate explain: unexpected argument %q\n", fs.Arg(0))
 		return 2
 	}
 	addr, err := netip.ParseAddr(*address)
@@ -445,7 +467,7 @@ func cmdExplain(args []string, stdout, stderr io.Writer) int {
 	}
 	accepted, err := pgwire.Explain(context.Background(), rt, pgwire.ExplainRequest{
 		User: *user, Database: *database, Addr: addr, SSL: *ssl && !*noSSL,
-		Replication: *replication, CertFile: *cert,
+		Replication: string(replication), CertFile: *cert,
 	}, stdout)
 	if err != nil {
 		fmt.Fprintln(stderr, "pgcertgate explain:", err)
