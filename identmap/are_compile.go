@@ -123,9 +123,6 @@ func compileRegexp(pattern string) (*areRegexp, error) {
 // String returns the pattern as written (without the leading '/').
 func (r *areRegexp) String() string { return r.src }
 
-// NumSubexp returns the number of capturing groups (re_nsub).
-func (r *areRegexp) NumSubexp() int { return r.nsub }
-
 // mapBytes maps a byte string into the rune space the RE2 program uses.
 func mapBytes(s string) string {
 	ascii := true

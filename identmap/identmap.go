@@ -167,8 +167,8 @@ func parseIdentLine(l hba.Line) (*Entry, string) {
 	return e, ""
 }
 
-// RegexpError is the reason a '/' token was refused at load time.
-type RegexpError struct {
+// regexpError is the reason a '/' token was refused at load time.
+type regexpError struct {
 	// Pattern is the text after the '/'.
 	Pattern string
 	// Msg is PostgreSQL's pg_regerror text, or why pgcertgate cannot match
@@ -181,7 +181,7 @@ type RegexpError struct {
 
 // Error returns PostgreSQL's message (regcomp_auth_token) for patterns it
 // refuses too, and a pgcertgate one for patterns only pgcertgate refuses.
-func (e *RegexpError) Error() string {
+func (e *regexpError) Error() string {
 	if e.Unsupported {
 		return fmt.Sprintf("regular expression \"%s\" is not supported by pgcertgate: %s", e.Pattern, e.Msg)
 	}
@@ -198,7 +198,7 @@ func regcompAuthToken(t hba.String) (*areRegexp, error) {
 	re, err := compileRegexp(pat)
 	if err != nil {
 		ae := err.(*areError)
-		return nil, &RegexpError{Pattern: pat, Msg: ae.Error(), Unsupported: ae.code == 0}
+		return nil, &regexpError{Pattern: pat, Msg: ae.Error(), Unsupported: ae.code == 0}
 	}
 	return re, nil
 }

@@ -2,12 +2,14 @@ package integration
 
 import (
 	"bytes"
+	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/asn1"
 	"fmt"
 	"os/exec"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/pgcertgate/pgcertgate/internal/testpki"
 )
@@ -17,6 +19,16 @@ type identSubject struct {
 	name string
 	rdns []testpki.RDN
 }
+
+// identUnknownNID names the subjects with an attribute type OpenSSL does
+// not know, which PostgreSQL refuses after authentication (identNoNID).
+var identUnknownNID = map[string]bool{"unknown OID": true}
+
+// identNoNID is what PostgreSQL answers, once authentication has
+// succeeded and the database and role exist, to a client whose
+// certificate subject or issuer has an attribute type OpenSSL does not
+// know: pgstat_bestart's X509_NAME_to_cstring (for pg_stat_ssl) fails.
+const identNoNID = "FATAL 22023 could not get NID for ASN1_OBJECT object"
 
 func identPrintable(oid asn1.ObjectIdentifier, s string) testpki.ATV {
 	return testpki.ATV{OID: oid, Tag: asn1.TagPrintableString, Value: []byte(s)}
@@ -145,26 +157,52 @@ func TestIdentOddDNs(t *testing.T) {
 		fmt.Fprintf(&ident, "dnlit  %s  %s\n", identIdentQuote(dns[i]), role)
 		fmt.Fprintf(&ident, "dnre   %s  %s\n", identIdentQuote("/^"+identAREQuote(dns[i])+"$"), role)
 	}
+	oddCA, err := testpki.RawName(testpki.RDNs(testpki.UTF8(identOIDUnknown, "x"), testpki.UTF8(testpki.OIDCommonName, "odd CA"))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	odd, err := p.root.NewIntermediate(pkix.Name{}, testpki.WithRawSubject(oddCA))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.clients["odd-issuer"], err = odd.NewClient(pkix.Name{CommonName: "alice"}); err != nil {
+		t.Fatal(err)
+	}
+	// A BMPString CN "abc" is 00 61 00 62 00 63: NUL bytes.
+	nulCN, err := testpki.RawName(testpki.RDNs(testpki.ATV{OID: testpki.OIDCommonName, Tag: testpki.TagBMPString, Value: testpki.BMP("abc")})...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.clients["bmp-nul"], err = p.root.NewClient(pkix.Name{}, testpki.WithRawSubject(nulCN)); err != nil {
+		t.Fatal(err)
+	}
 	ident.WriteString("dnfail  nobody  nobody\n")
 	const hbaText = `hostssl  dnlit   all  127.0.0.1/32  cert clientname=DN map=dnlit
 hostssl  dnre    all  127.0.0.1/32  cert clientname=DN map=dnre
 hostssl  dnfail  all  127.0.0.1/32  cert clientname=DN map=dnfail
 hostssl  dnfull  all  127.0.0.1/32  trust clientcert=verify-full clientname=DN
+hostssl  trustca all  127.0.0.1/32  trust clientcert=verify-ca
 hostssl  all     all  127.0.0.1/32  cert
 `
-	w := newWorld(t, p, worldOptions{hba: hbaText, ident: ident.String()})
+	// CRL_CHECK_ALL: the odd intermediate needs a CRL of its own.
+	crls := identCRLs(t, []*testpki.CA{p.root, p.inter, odd}, p.revoked)
+	w := newWorld(t, p, worldOptions{hba: hbaText, ident: ident.String(), files: map[string]string{"root.crl": crls}})
 	// Roles named after the CNs PostgreSQL takes (raw bytes, first CN).
-	cnRoles := []string{`o"[W`, "first", "second", "josé", `a,b+c"d\e<f>g;h=i`, "#hash", " lead", "trail ", "mv", "CN=mv+UID=mv1,O=PGDG"}
-	identSetup(t, w, append(roles, cnRoles...), []string{"dnlit", "dnre", "dnfail", "dnfull"})
+	cnRoles := []string{`o"[W`, "first", "second", "josé", `a,b+c"d\e<f>g;h=i`, "#hash", " lead", "trail ", "mv", "unk", "alice", dns[0]}
+	identSetup(t, w, append(roles, cnRoles...), []string{"dnlit", "dnre", "dnfail", "dnfull", "trustca"})
 
 	certFailed := func(u string) string { return `FATAL 28000 certificate authentication failed for user "` + u + `"` }
 	var cases []identCase
 	for i, s := range identOddSubjects {
 		cert, role, other := fmt.Sprintf("dn%d", i), roles[i], roles[(i+1)%len(roles)]
+		accepted := "ok as " + role
+		if identUnknownNID[s.name] {
+			accepted = identNoNID
+		}
 		cases = append(cases,
-			identCase{s.name + ": literal DN line", conn{user: role, database: "dnlit", cert: cert}, "ok as " + role, nil},
+			identCase{s.name + ": literal DN line", conn{user: role, database: "dnlit", cert: cert}, accepted, nil},
 			identCase{s.name + ": literal DN line, other user", conn{user: other, database: "dnlit", cert: cert}, certFailed(other), nil},
-			identCase{s.name + ": DN regex", conn{user: role, database: "dnre", cert: cert}, "ok as " + role, nil},
+			identCase{s.name + ": DN regex", conn{user: role, database: "dnre", cert: cert}, accepted, nil},
 			identCase{s.name + ": failing map logs the DN", conn{user: role, database: "dnfail", cert: cert}, certFailed(role),
 				[]string{fmt.Sprintf(`no match in usermap "dnfail" for user "%s" authenticated as "%s"`, role, dns[i])}},
 		)
@@ -192,10 +230,39 @@ hostssl  all     all  127.0.0.1/32  cert
 		identCase{"CN with leading space", conn{user: " lead", database: "postgres", cert: byName("leading space")}, "ok as  lead", nil},
 		identCase{"CN with trailing space", conn{user: "trail ", database: "postgres", cert: byName("trailing space")}, "ok as trail ", nil},
 		identCase{"CN of a multi-valued RDN", conn{user: "mv", database: "postgres", cert: byName("multi-valued RDN")}, "ok as mv", nil},
+		// A NUL in the CN drops the connection after the handshake,
+		// whatever the line says (CVE-2009-4034), even for clientname=DN.
+		identCase{"BMPString CN with NUL bytes", conn{user: "alice", database: "trustca", cert: "bmp-nul"}, "TLS failure",
+			[]string{"SSL certificate's common name contains embedded null"}},
+		identCase{"BMPString CN with NUL bytes, clientname=DN", conn{user: "u0", database: "dnlit", cert: "bmp-nul"}, "TLS failure", nil},
 		// trust clientcert=verify-full clientname=DN: the DN must equal the user.
-		identCase{"verify-full DN, user named like the DN", conn{user: "CN=mv+UID=mv1,O=PGDG", database: "dnfull", cert: byName("multi-valued RDN")}, "ok as CN=mv+UID=mv1,O=PGDG", nil},
+		identCase{"verify-full DN, user named like the DN", conn{user: dns[0], database: "dnfull", cert: byName("multi-valued RDN")}, "ok as " + dns[0], nil},
 		identCase{"verify-full DN, user is not the DN", conn{user: "mv", database: "dnfull", cert: byName("multi-valued RDN")}, `FATAL 28000 "trust" authentication failed for user "mv"`,
-			[]string{`provided user name (mv) and authenticated user name (CN=mv+UID=mv1,O=PGDG) do not match`}},
+			[]string{`provided user name (mv) and authenticated user name (` + dns[0] + `) do not match`,
+				`certificate validation (clientcert=verify-full) failed for user "mv": DN mismatch`}},
+		// An unknown attribute type: refused after the database and role
+		// checks, whatever the name check said; in the issuer's name too.
+		identCase{"unknown OID, unknown database", conn{user: "unk", database: "nosuchdb", cert: byName("unknown OID")}, `FATAL 3D000 database "nosuchdb" does not exist`, nil},
+		identCase{"unknown OID, unknown role", conn{user: "nosuchrole", database: "dnfull", cert: byName("unknown OID")}, `FATAL 28000 "trust" authentication failed for user "nosuchrole"`, nil},
+		identCase{"unknown OID, unknown role, no name check", conn{user: "nosuchrole", database: "trustca", cert: byName("unknown OID")}, `FATAL 28000 role "nosuchrole" does not exist`, nil},
+		identCase{"unknown OID, name accepted", conn{user: "unk", database: "postgres", cert: byName("unknown OID")}, identNoNID,
+			[]string{"could not get NID for ASN1_OBJECT object"}},
+		identCase{"unknown OID in the issuer's name", conn{user: "alice", database: "postgres", cert: "odd-issuer"}, identNoNID, nil},
+		identCase{"unknown OID, no name check", conn{user: "alice", database: "trustca", cert: "odd-issuer"}, identNoNID, nil},
 	)
 	t.Logf("differential: %d cases agree with PostgreSQL", identRun(t, w, cases))
+}
+
+// identCRLs returns a current PEM CRL from each CA, revoking revoked.
+func identCRLs(t *testing.T, cas []*testpki.CA, revoked []*x509.Certificate) string {
+	t.Helper()
+	var out []byte
+	for _, ca := range cas {
+		crl, err := ca.CRL(revoked, time.Now().Add(-time.Hour), time.Now().Add(24*time.Hour))
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, crl...)
+	}
+	return string(out)
 }

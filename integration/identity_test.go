@@ -2,19 +2,25 @@ package integration
 
 import (
 	"context"
+	"crypto/x509/pkix"
+	"encoding/asn1"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/pgcertgate/pgcertgate/internal/testpki"
 )
 
 // Identity parity (issue 4): pg_ident.conf maps and certificate names as
-// PostgreSQL sees them. Every case here is differential: the same files go
-// to PostgreSQL directly and to pgcertgate, the same client connects to
-// both, and the outcomes must be equal (and equal to want, so that each
-// case also documents what PostgreSQL does). Where PostgreSQL writes a
-// server-log line that explains a failure, the same text must appear in
-// pgcertgate's log.
+// PostgreSQL sees them. An identCase is differential: the same files go to
+// PostgreSQL directly and to pgcertgate, the same client connects to both,
+// and the outcomes must be equal (and equal to want, so that each case also
+// documents what PostgreSQL does). Where PostgreSQL writes a server-log
+// line that explains a failure, the same text must appear in pgcertgate's
+// log. The files identity_*_test.go hold the rest: odd DNs, TLS failures
+// seen by psql, CRLs, chains, session resumption, and the SAN extensions,
+// which only pgcertgate has.
 
 // identCase is one differential connection attempt.
 type identCase struct {
@@ -304,4 +310,59 @@ func TestIdentMapsPG16Syntax(t *testing.T) {
 			}
 		})
 	}
+}
+
+// PostgreSQL runs pg_ident.conf regexes while no database is selected,
+// in SQL_ASCII with the C collation: every byte is one character, only
+// ASCII bytes are letters, and case folding is ASCII-only. A UTF-8 é is
+// two characters there.
+const identNonASCIIIdent = `na  /^jos.$                one
+na  /^jos..$               two
+na  /^jos[[:alpha:]]+$     alpha
+na  /^jos[^[:ascii:]]{2}$  nonascii
+na  /^jos\xc3\xa9$         hex
+na  /^jos\u00e9$           uni
+na  /(?i)^JOSÉ$            icase
+na  /^.{6}$                six
+na  /^..$                  twochars
+na  /^(jos.*)$             \1
+`
+
+func TestIdentNonASCII(t *testing.T) {
+	p := newPKI(t)
+	for name, rdns := range map[string][]testpki.RDN{
+		"jose-utf8": testpki.RDNs(testpki.UTF8(testpki.OIDCommonName, "josé")),
+		// A T61String is Latin-1 to OpenSSL; its CN is the raw byte E9.
+		"jose-t61": testpki.RDNs(testpki.ATV{OID: testpki.OIDCommonName, Tag: asn1.TagT61String, Value: []byte("jos\xe9")}),
+		"nihon":    testpki.RDNs(testpki.UTF8(testpki.OIDCommonName, "日本")),
+	} {
+		der, err := testpki.RawName(rdns...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p.clients[name], err = p.root.NewClient(pkix.Name{}, testpki.WithRawSubject(der)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w := newWorld(t, p, worldOptions{hba: "hostssl all all 127.0.0.1/32 cert map=na\n", ident: identNonASCIIIdent})
+	identSetup(t, w, []string{"one", "two", "alpha", "nonascii", "hex", "uni", "icase", "six", "twochars", "josé"}, nil)
+	certFailed := func(u string) string { return `FATAL 28000 certificate authentication failed for user "` + u + `"` }
+	noMatch := func(u, id string) []string {
+		return []string{`no match in usermap "na" for user "` + u + `" authenticated as "` + id + `"`}
+	}
+	cases := []identCase{
+		{". is one byte, not one character", conn{user: "one", database: "postgres", cert: "jose-utf8"}, certFailed("one"), noMatch("one", "josé")},
+		{"two . match the two bytes of é", conn{user: "two", database: "postgres", cert: "jose-utf8"}, "ok as two", nil},
+		{"bytes >= 0x80 are not [[:alpha:]]", conn{user: "alpha", database: "postgres", cert: "jose-utf8"}, certFailed("alpha"), noMatch("alpha", "josé")},
+		{"[^[:ascii:]]{2}", conn{user: "nonascii", database: "postgres", cert: "jose-utf8"}, "ok as nonascii", nil},
+		{`\x escapes are bytes`, conn{user: "hex", database: "postgres", cert: "jose-utf8"}, "ok as hex", nil},
+		{`\u00e9 is the byte E9, not UTF-8 é`, conn{user: "uni", database: "postgres", cert: "jose-utf8"}, certFailed("uni"), noMatch("uni", "josé")},
+		{`\u00e9 matches the T61String (Latin-1) CN`, conn{user: "uni", database: "postgres", cert: "jose-t61"}, "ok as uni", nil},
+		{"T61String é is one byte", conn{user: "one", database: "postgres", cert: "jose-t61"}, "ok as one", nil},
+		{"(?i) folds ASCII only", conn{user: "icase", database: "postgres", cert: "jose-utf8"}, certFailed("icase"), noMatch("icase", "josé")},
+		{"two CJK characters are six bytes", conn{user: "six", database: "postgres", cert: "nihon"}, "ok as six", nil},
+		{"two CJK characters are not two", conn{user: "twochars", database: "postgres", cert: "nihon"}, certFailed("twochars"), noMatch("twochars", "日本")},
+		{`\1 carries the UTF-8 bytes`, conn{user: "josé", database: "postgres", cert: "jose-utf8"}, "ok as josé", nil},
+	}
+	t.Logf("differential: %d cases agree with PostgreSQL", identRun(t, w, cases))
 }

@@ -230,3 +230,47 @@ func hbaRejects(in authInput) *Error {
 	return fatal(codeInvalidAuthorization, "hba_reject",
 		"pg_hba.conf rejects connection for host \"%s\", user \"%s\", database \"%s\", %s", in.addr, in.user, in.database, encryptionState(in))
 }
+
+// peerNameError mirrors what PostgreSQL's backend does with a client
+// certificate once authentication is over: pgstat_bestart records the
+// leaf's subject and issuer for pg_stat_ssl through be-secure-openssl.c
+// X509_NAME_to_cstring, which raises ERROR 22023 "could not get NID for
+// ASN1_OBJECT object" (FATAL during startup) for an attribute type OpenSSL
+// has no NID for, such as 1.2.3.4. A certificate that passed pg_hba.conf
+// and the map is still refused then. It happens after InitPostgres has
+// checked the database and the role, so it is checked once the backend
+// has accepted the connection, before the client is greeted.
+func peerNameError(chain []*x509.Certificate) error {
+	if len(chain) == 0 {
+		return nil
+	}
+	for _, raw := range [][]byte{chain[0].RawSubject, chain[0].RawIssuer} {
+		if dn, err := certauth.FormatDN(raw); err == nil && hasUnknownAttribute(dn) {
+			return fatal(codeInvalidParameterValue, "cert_name_unknown_attribute", "could not get NID for ASN1_OBJECT object")
+		}
+	}
+	return nil
+}
+
+// hasUnknownAttribute reports whether an RFC 2253 name from
+// certauth.FormatDN has an attribute OpenSSL does not know: FormatDN prints
+// those as a dotted OID, and every known one by its short name, which
+// never starts with a digit. Values escape ',' and '+' with a backslash,
+// so unescaped ones separate attributes.
+func hasUnknownAttribute(dn string) bool {
+	start := true
+	for i := 0; i < len(dn); i++ {
+		c := dn[i]
+		if start && '0' <= c && c <= '9' {
+			return true
+		}
+		start = false
+		switch c {
+		case '\\':
+			i++
+		case ',', '+':
+			start = true
+		}
+	}
+	return false
+}

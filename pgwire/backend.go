@@ -101,6 +101,12 @@ func (c *clientConn) connectBackend(ctx context.Context, si *startupInfo, entry 
 // BackendKeyData with the backend's real pid (clients use it for
 // pg_backend_pid() and NOTIFY self-filtering) and ReadyForQuery.
 func (c *clientConn) greet(s *session, notices []*pgconn.Notice) (*session, error) {
+	// PostgreSQL refuses some certificate names only here, after the
+	// backend has checked the database and role: see peerNameError.
+	if err := peerNameError(c.chain); err != nil {
+		s.backend.Close()
+		return nil, err
+	}
 	// The client's cancel key is the proxy's own (crypto/rand); the
 	// backend's key never leaves the proxy. 4 bytes for protocol 3.0 and
 	// 32 bytes for 3.2, as PostgreSQL 18 makes them.

@@ -6,13 +6,15 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"sync"
+	"syscall"
 	"time"
 )
 
-// relayBufSize is the copy buffer per direction. 32 KiB holds two full TLS
-// records, so a busy COPY moves in few syscalls; buffers are pooled so an
-// idle session's cost is its goroutines, not its buffers' allocation churn.
+// relayBufSize is the copy buffer for a raw socket source (the backend).
+// 32 KiB holds two full TLS records, so a busy COPY moves in few syscalls.
+// Buffers are pooled and held only while data is moving (see run).
 const relayBufSize = 32 << 10
 
 var relayBufs = sync.Pool{New: func() any { b := make([]byte, relayBufSize); return &b }}
@@ -33,36 +35,142 @@ type copier struct {
 	cut bool
 }
 
+// bufferedSource is the client side's *bufio.Reader (in front of the TLS
+// connection), whose buffer the session holds anyway.
+type bufferedSource interface {
+	Peek(n int) ([]byte, error)
+	Discard(n int) (int, error)
+	Buffered() int
+}
+
 // run copies until src ends, a write fails, or scan cuts the stream. It
-// allocates nothing per read: the buffer comes from the pool once per
-// session.
+// allocates nothing per read, and an idle session holds no copy buffer
+// while it waits (issue 7: ≤ 64 KiB per idle client; two pooled 32 KiB
+// buffers held through every idle read were most of it):
+//   - the client's TLS stream is forwarded from its bufio.Reader's own
+//     buffer, in place;
+//   - a raw socket (the backend, Unix or TCP) is read through
+//     syscall.RawConn, taking a pooled buffer once the socket is readable
+//     and giving it back when a read would block;
+//   - anything else (a TLS backend) reads into a pooled buffer held for
+//     the session.
 func (cp *copier) run() {
+	switch src := cp.src.(type) {
+	case bufferedSource:
+		cp.runBuffered(src)
+		return
+	case syscall.Conn:
+		if rc, err := src.SyscallConn(); err == nil {
+			cp.runRaw(rc)
+			return
+		}
+	}
+	cp.runPooled()
+}
+
+// forward hands p to scan and writes what it lets through; it reports
+// whether the copier must stop.
+func (cp *copier) forward(p []byte) (stop bool) {
+	fwd := len(p)
+	if cp.scan != nil {
+		fwd, cp.cut = cp.scan(p)
+	}
+	if fwd > 0 {
+		nw, werr := cp.dst.Write(p[:fwd])
+		cp.n += int64(nw)
+		if werr != nil {
+			cp.err = werr
+			return true
+		}
+	}
+	return cp.cut
+}
+
+// end records why the source ended; EOF is a clean end.
+func (cp *copier) end(rerr error) {
+	if !errors.Is(rerr, io.EOF) {
+		cp.err = rerr
+	}
+}
+
+func (cp *copier) runBuffered(src bufferedSource) {
+	for {
+		// Peek(1) waits for data and fills the reader's buffer with
+		// whatever one read brought (a TLS record, up to the buffer).
+		if _, err := src.Peek(1); err != nil {
+			cp.end(err)
+			return
+		}
+		p, _ := src.Peek(src.Buffered())
+		stop := cp.forward(p)
+		_, _ = src.Discard(len(p))
+		if stop {
+			return
+		}
+	}
+}
+
+func (cp *copier) runRaw(rc syscall.RawConn) {
+	var (
+		bp   *[]byte
+		nr   int
+		rerr error
+	)
+	// read is called by the poller: again each time the socket becomes
+	// readable, until it returns true. One closure per session.
+	read := func(fd uintptr) bool {
+		if bp == nil {
+			bp = relayBufs.Get().(*[]byte)
+		}
+		for {
+			nr, rerr = syscall.Read(int(fd), *bp)
+			if rerr != syscall.EINTR {
+				break
+			}
+		}
+		if rerr == syscall.EAGAIN {
+			relayBufs.Put(bp)
+			bp = nil
+			return false
+		}
+		return true
+	}
+	defer func() {
+		if bp != nil {
+			relayBufs.Put(bp)
+		}
+	}()
+	for {
+		// Errors here are the poller's: the deadline relay sets to stop
+		// this copier, or the socket closed under it.
+		if err := rc.Read(read); err != nil {
+			cp.end(err)
+			return
+		}
+		switch {
+		case rerr != nil:
+			cp.end(os.NewSyscallError("read", rerr))
+			return
+		case nr == 0:
+			return // EOF
+		}
+		if cp.forward((*bp)[:nr]) {
+			return
+		}
+	}
+}
+
+func (cp *copier) runPooled() {
 	bp := relayBufs.Get().(*[]byte)
 	defer relayBufs.Put(bp)
 	buf := *bp
 	for {
 		nr, rerr := cp.src.Read(buf)
-		if nr > 0 {
-			fwd := nr
-			if cp.scan != nil {
-				fwd, cp.cut = cp.scan(buf[:nr])
-			}
-			if fwd > 0 {
-				nw, werr := cp.dst.Write(buf[:fwd])
-				cp.n += int64(nw)
-				if werr != nil {
-					cp.err = werr
-					return
-				}
-			}
-			if cp.cut {
-				return
-			}
+		if nr > 0 && cp.forward(buf[:nr]) {
+			return
 		}
 		if rerr != nil {
-			if !errors.Is(rerr, io.EOF) {
-				cp.err = rerr
-			}
+			cp.end(rerr)
 			return
 		}
 	}
