@@ -6,9 +6,9 @@ FUZZTIME  ?= 30s
 # Every fuzz target, as package:Target.
 FUZZ_TARGETS := \
 	./hba:FuzzTokenize ./hba:FuzzParse \
-	./identmap:FuzzParse ./identmap:FuzzTranslateRegex \
+	./identmap:FuzzParse ./internal/are:FuzzTranslateRegex \
 	./certauth:FuzzFormatDN \
-	./pgwire:FuzzStartup
+	./pgwire:FuzzStartup ./pgwire:FuzzFrameScanner
 
 .PHONY: all build test unit integration vet deps demo fuzz soak bench bench-deps clean
 

@@ -352,6 +352,8 @@ func (m *matcher) checkDB(ctx context.Context, e *Entry) (bool, string, error) {
 		case tok.IsKeyword("replication"):
 			// Never matches a non-walsender connection.
 		case e.dbRegexps != nil && e.dbRegexps[i] != nil:
+			// regexec_auth_token: unanchored, one character per byte
+			// (SQL_ASCII, C collation), whatever the name's encoding.
 			if e.dbRegexps[i].MatchString(db) {
 				return true, "", nil
 			}
@@ -388,6 +390,7 @@ func (m *matcher) checkRole(ctx context.Context, e *Entry) (bool, string, error)
 		case tok.IsKeyword("all"):
 			return true, "", nil
 		case e.userRegexps != nil && e.userRegexps[i] != nil:
+			// regexec_auth_token, as for the database.
 			if e.userRegexps[i].MatchString(user) {
 				return true, "", nil
 			}

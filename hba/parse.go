@@ -4,9 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"regexp"
 	"strconv"
 	"strings"
+
+	"github.com/pgcertgate/pgcertgate/internal/are"
 )
 
 // Entry is one parsed pg_hba.conf record (hba.h HbaLine).
@@ -39,8 +40,8 @@ type Entry struct {
 	// Map is the map option (the pg_ident.conf map name), or "".
 	Map string
 
-	dbRegexps   []*regexp.Regexp // parallel to Database; nil for non-regex tokens
-	userRegexps []*regexp.Regexp // parallel to User
+	dbRegexps   []*are.Regexp // parallel to Database; nil for non-regex tokens
+	userRegexps []*are.Regexp // parallel to User
 }
 
 // Location returns "file:line".
@@ -184,18 +185,22 @@ func lineErr(l Line, format string, args ...any) *Error {
 
 // compileTokens compiles the /regex tokens of a database or user field
 // (hba.c regcomp_auth_token: any token starting with '/', quoted or not).
-func compileTokens(l Line, toks []String) ([]*regexp.Regexp, *Error) {
-	var res []*regexp.Regexp
+// The engine is the one pg_ident.conf uses too, as in PostgreSQL: an ARE
+// matched byte-wise in the C locale. Its error text is PostgreSQL's
+// "invalid regular expression" message, or pgcertgate's refusal of a
+// pattern Go's RE2 cannot match the same way.
+func compileTokens(l Line, toks []String) ([]*are.Regexp, *Error) {
+	var res []*are.Regexp
 	for i, t := range toks {
 		if !strings.HasPrefix(t.Value, "/") {
 			continue
 		}
-		re, err := CompileRegexp(t.Value[1:])
+		re, err := are.Compile(t.Value[1:])
 		if err != nil {
 			return nil, lineErr(l, "%s", err.Error())
 		}
 		if res == nil {
-			res = make([]*regexp.Regexp, len(toks))
+			res = make([]*are.Regexp, len(toks))
 		}
 		res[i] = re
 	}
@@ -376,6 +381,12 @@ func cidrMask(v4 bool, n int) netip.Addr {
 	}
 	a, _ := netip.AddrFromSlice(b)
 	return a
+}
+
+// isDigit and isHex are C's isdigit and isxdigit in the C locale.
+func isDigit(c byte) bool { return c >= '0' && c <= '9' }
+func isHex(c byte) bool {
+	return isDigit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F')
 }
 
 // parseCIDRBits mirrors the strtol call of pg_sockaddr_cidr_mask: optional

@@ -94,8 +94,8 @@ var versionDifferences = []struct {
 var otherDeviations = []string{
 	`sspi and bsd: Linux builds of PostgreSQL refuse them ("invalid authentication method \"sspi\": not supported by this build", seen on 15); pgcertgate accepts them, since it never performs them anyway`,
 	`clientname=SAN-email, SAN-DNS and SAN-URI are pgcertgate extensions; PostgreSQL refuses them with invalid value for clientname: "SAN-DNS"`,
-	`regular expressions that RE2 cannot honour (back-references, lookaround, \m \M, [[:<:]], [[.x.]], [[=x=]], embedded options other than i c s t, octal escapes, (?i) with non-ASCII text) are refused; PostgreSQL accepts them`,
-	`a Go regexp syntax error that has no known ARE counterpart is reported with Go's text after "invalid regular expression"`,
+	`regular expressions whose meaning Go's RE2 cannot reproduce (back-references, lookaround, \m \M \y \Y [[:<:]] [[:>:]], (?b) and (?e), nested counts multiplying beyond 1000) are refused with "regular expression \"…\" is not supported by pgcertgate: …"; PostgreSQL accepts them (package internal/are, shared with pg_ident.conf, has the full table)`,
+	`a few pathological regular expressions that PostgreSQL refuses with "regular expression is too complex" (limits of its NFA optimizer) are accepted, and matched as PostgreSQL's semantics would match them`,
 	`radiusservers: PostgreSQL resolves every server name at load time ("could not translate RADIUS server name ..."); pgcertgate does no DNS while parsing`,
 	`oauth: PostgreSQL 18 checks validator= against oauth_validator_libraries at load time; pgcertgate does not know that setting and skips the check`,
 	`hostssl records when the server runs with ssl=off: PostgreSQL shows "hostssl record cannot match because SSL is disabled" in pg_hba_file_rules (the file still loads); pgcertgate has no such setting`,

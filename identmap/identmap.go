@@ -7,11 +7,12 @@
 // @file, include, include_if_exists, include_dir).
 //
 // Regular expressions (a system-user or database-user token starting with
-// '/') are PostgreSQL AREs. They are compiled at load time into Go RE2
-// programs that match exactly what PostgreSQL matches, byte-wise in the C
-// locale as PostgreSQL runs them during authentication; constructs RE2
-// cannot reproduce are refused at load time, naming the file and line.
-// The table of decisions is on areRegexp in are_compile.go.
+// '/') are PostgreSQL AREs, compiled at load time by package internal/are,
+// which pg_hba.conf's /regex fields share: they match exactly what
+// PostgreSQL matches, byte-wise in the C locale as PostgreSQL runs them
+// during authentication; constructs Go's RE2 cannot reproduce are refused
+// at load time, naming the file and line. The table of decisions is on
+// are.Regexp.
 //
 // PostgreSQL 15 differs from 16+ in the database-user field, where it
 // knows no all, +role or /regex (all three are literal names there, and
@@ -32,6 +33,7 @@ import (
 	"strings"
 
 	"github.com/pgcertgate/pgcertgate/hba"
+	"github.com/pgcertgate/pgcertgate/internal/are"
 )
 
 // Entry is one pg_ident.conf line (hba.c IdentLine).
@@ -53,8 +55,8 @@ type Entry struct {
 	// first \1 of an exact name is replaced by System's group 1.
 	User hba.String
 
-	systemRE *areRegexp
-	userRE   *areRegexp
+	systemRE *are.Regexp
+	userRE   *are.Regexp
 }
 
 // String returns the entry in canonical pg_ident.conf syntax. Parsing it
@@ -167,40 +169,14 @@ func parseIdentLine(l hba.Line) (*Entry, string) {
 	return e, ""
 }
 
-// regexpError is the reason a '/' token was refused at load time.
-type regexpError struct {
-	// Pattern is the text after the '/'.
-	Pattern string
-	// Msg is PostgreSQL's pg_regerror text, or why pgcertgate cannot match
-	// the pattern the way PostgreSQL does.
-	Msg string
-	// Unsupported is true when PostgreSQL accepts the pattern and
-	// pgcertgate does not.
-	Unsupported bool
-}
-
-// Error returns PostgreSQL's message (regcomp_auth_token) for patterns it
-// refuses too, and a pgcertgate one for patterns only pgcertgate refuses.
-func (e *regexpError) Error() string {
-	if e.Unsupported {
-		return fmt.Sprintf("regular expression \"%s\" is not supported by pgcertgate: %s", e.Pattern, e.Msg)
-	}
-	return fmt.Sprintf("invalid regular expression \"%s\": %s", e.Pattern, e.Msg)
-}
-
 // regcompAuthToken mirrors hba.c regcomp_auth_token: a token whose value
-// starts with '/' (quoted or not) is a regex.
-func regcompAuthToken(t hba.String) (*areRegexp, error) {
+// starts with '/' (quoted or not) is a regex. The error is an *are.Error,
+// whose text is PostgreSQL's message for patterns PostgreSQL refuses too.
+func regcompAuthToken(t hba.String) (*are.Regexp, error) {
 	if !strings.HasPrefix(t.Value, "/") {
 		return nil, nil
 	}
-	pat := t.Value[1:]
-	re, err := compileRegexp(pat)
-	if err != nil {
-		ae := err.(*areError)
-		return nil, &regexpError{Pattern: pat, Msg: ae.Error(), Unsupported: ae.code == 0}
-	}
-	return re, nil
+	return are.Compile(t.Value[1:])
 }
 
 // Result is the outcome of Check.
@@ -280,14 +256,14 @@ func (e *Entry) check(ctx context.Context, mapName, pgUser, systemUser string, r
 	}
 	matched, g1, ok, rerr := e.systemRE.Group1(systemUser)
 	if rerr != nil {
-		return false, fmt.Sprintf("regular expression match for \"%s\" failed: %s", e.systemRE.src, rerr), nil
+		return false, fmt.Sprintf("regular expression match for \"%s\" failed: %s", e.systemRE.String(), rerr), nil
 	}
 	if !matched {
 		return false, "", nil
 	}
 	if !ok {
 		return false, fmt.Sprintf("regular expression \"%s\" has no subexpressions as requested by backreference in \"%s\"",
-			e.systemRE.src, e.User.Value), nil
+			e.systemRE.String(), e.User.Value), nil
 	}
 	// Substitute the first \1 only; the result is literal (quoted), so it
 	// is never all, +role or a regex.
@@ -300,7 +276,7 @@ func (e *Entry) checkRole(ctx context.Context, pgUser string, tok hba.String, ro
 }
 
 // checkRoleToken mirrors hba.c check_role for a single token.
-func (e *Entry) checkRoleToken(ctx context.Context, pgUser string, tok hba.String, re *areRegexp, roles hba.RoleChecker) (bool, string, error) {
+func (e *Entry) checkRoleToken(ctx context.Context, pgUser string, tok hba.String, re *are.Regexp, roles hba.RoleChecker) (bool, string, error) {
 	switch {
 	case isMemberCheck(tok):
 		if roles == nil {

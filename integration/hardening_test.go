@@ -448,3 +448,57 @@ func TestDisconnectAtEveryStage(t *testing.T) {
 		waitUntil(t, "the proxy to release the connection", 10*time.Second, func() bool { return w.proxy.Connections() == 0 })
 	})
 }
+
+// TestSSLv2Hello sends an SSLv2-style ClientHello, first in place of a
+// startup packet and then after an SSLRequest, to PostgreSQL and to
+// pgcertgate: both must close without accepting it.
+func TestSSLv2Hello(t *testing.T) {
+	w := hardenWorld(t, worldOptions{})
+	// SSLv2 record header (0x80, length) with a CLIENT-HELLO offering
+	// version 3.1 and one cipher spec, as very old clients sent it.
+	hello := []byte{0x80, 0x2e, 0x01, 0x03, 0x01, 0x00, 0x15, 0x00, 0x00, 0x00, 0x10,
+		0x07, 0x00, 0xc0, 0x05, 0x00, 0x80, 0x03, 0x00, 0x80, 0x01, 0x00, 0x80, 0x08, 0x00, 0x80, 0x06, 0x00, 0x40, 0x04, 0x00, 0x80, 0x02, 0x00, 0x80,
+		1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16}
+	sslRequest := binary.BigEndian.AppendUint32(binary.BigEndian.AppendUint32(nil, 8), 80877103)
+	exchange := func(addr string, afterSSLRequest bool) string {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		var got []byte
+		if afterSSLRequest {
+			c.Write(sslRequest)
+			b := make([]byte, 1)
+			n, _ := c.Read(b)
+			got = append(got, b[:n]...)
+		}
+		c.Write(hello)
+		buf := make([]byte, 256)
+		for {
+			n, err := c.Read(buf)
+			got = append(got, buf[:n]...)
+			if err != nil {
+				if ne, ok := err.(net.Error); ok && ne.Timeout() {
+					return fmt.Sprintf("%q then left open", got)
+				}
+				return fmt.Sprintf("%q then closed", got)
+			}
+		}
+	}
+	pgAddr := fmt.Sprintf("127.0.0.1:%d", w.cluster.Port())
+	for _, after := range []bool{false, true} {
+		pg, gate := exchange(pgAddr, after), exchange(w.addr, after)
+		t.Logf("after SSLRequest=%v: postgres %s; pgcertgate %s", after, pg, gate)
+		if !strings.HasSuffix(gate, "closed") || !strings.HasSuffix(pg, "closed") {
+			t.Errorf("an SSLv2 hello must end the connection: postgres %s, pgcertgate %s", pg, gate)
+		}
+		if after && (!strings.HasPrefix(gate, `"S`) || !strings.HasPrefix(pg, `"S`)) {
+			t.Errorf("SSLRequest not answered with S: postgres %s, pgcertgate %s", pg, gate)
+		}
+	}
+	if got := w.attempt(proxy, aliceApp); !got.ok {
+		t.Fatalf("proxy stopped serving: %s", got)
+	}
+}

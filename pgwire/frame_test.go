@@ -95,3 +95,38 @@ func TestTrackerNotReusable(t *testing.T) {
 		})
 	}
 }
+
+// FuzzFrameScanner: any byte stream, cut anywhere, gives the same verdict
+// as the same stream in one piece, and never panics.
+func FuzzFrameScanner(f *testing.F) {
+	f.Add([]byte("Q\x00\x00\x00\x0dselect 1\x00X\x00\x00\x00\x04"), []byte("Z\x00\x00\x00\x05I"), uint8(3))
+	f.Add([]byte("P\x00\x00\x00\x04S\x00\x00\x00\x04"), []byte("S\x00\x00\x00\x0ba\x00b\x00Z\x00\x00\x00\x05T"), uint8(9))
+	f.Add([]byte{'X', 0, 0, 0, 4}, []byte{'Z', 0xff, 0xff, 0xff, 0xff}, uint8(1))
+	f.Fuzz(func(t *testing.T, client, backend []byte, cut uint8) {
+		whole := newSessionTracker(nil)
+		wn, wstop := whole.fromClient(client)
+		whole.fromBackend(backend)
+
+		split := newSessionTracker(nil)
+		c := min(int(cut), len(client))
+		n1, stop := split.fromClient(client[:c])
+		n := n1
+		if !stop {
+			n2, stop2 := split.fromClient(client[c:])
+			n, stop = n1+n2, stop2
+		}
+		b := min(int(cut), len(backend))
+		split.fromBackend(backend[:b])
+		split.fromBackend(backend[b:])
+
+		if n != wn || stop != wstop {
+			t.Fatalf("forwarded %d/%v split, %d/%v whole", n, stop, wn, wstop)
+		}
+		if n > len(client) {
+			t.Fatalf("forwarded %d of %d bytes", n, len(client))
+		}
+		if split.reusable() != whole.reusable() {
+			t.Fatal("verdict depends on how reads split the stream")
+		}
+	})
+}

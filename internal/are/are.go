@@ -1,4 +1,28 @@
-package identmap
+// Package are implements PostgreSQL's Advanced Regular Expressions, as
+// hba.c compiles them for pg_hba.conf and pg_ident.conf, on top of Go's
+// regexp.
+//
+// hba.c regcomp_auth_token compiles the text after a token's leading '/'
+// with REG_ADVANCED, and regexec_auth_token runs it, while the backend has
+// no database selected: in SQL_ASCII with C_COLLATION_OID, so every byte of
+// the pattern and of the name is one character and the classes are the C
+// locale's. pg_hba.conf's database and user fields (16+) and
+// pg_ident.conf's system-user and database-user fields all go through
+// those two functions, so package hba and package identmap share this
+// one.
+//
+// The pattern is lexed and parsed by a port of regc_lex.c and regcomp.c
+// (lex.go, parse.go), which decides what it means and reports PostgreSQL's
+// own errors with pg_regerror's text. Matching runs on Go's RE2 over a
+// byte-to-rune mapping; only placing group 1 (pg_ident.conf's \1) follows
+// a port of regexec.c's dissection (match.go). A construct whose meaning
+// RE2 cannot reproduce is refused by Compile (an *Error with Unsupported
+// set), never matched differently. Regexp's documentation has the table
+// of decisions; testdata/pg15-regex.txt, recorded from PostgreSQL 15 by
+// pgdiff_test.go, checks them.
+//
+// The package is pure: no I/O, no logging, no mutable global state.
+package are
 
 import (
 	"errors"
@@ -10,7 +34,7 @@ import (
 	"unicode/utf8"
 )
 
-// areRegexp is a PostgreSQL advanced regular expression (ARE), compiled as
+// Regexp is a PostgreSQL advanced regular expression (ARE), compiled as
 // hba.c regcomp_auth_token compiles the text after the leading '/': with
 // REG_ADVANCED, the C collation and one character per byte. Matching runs
 // on Go's RE2 engine; only placing group 1 for \1 uses the dissection
@@ -69,7 +93,7 @@ import (
 // mapped to a rune in the private-use block U+F780–U+F7FF, which no Go
 // class or case folding touches, and back. `/^jos.$` therefore does not
 // match "josé" (é is two bytes) and `/^jos..$` does, as on PostgreSQL.
-type areRegexp struct {
+type Regexp struct {
 	src   string // pattern text after '/'
 	re2   string // the RE2 translation, over mapped runes
 	prog  *regexp.Regexp
@@ -81,27 +105,28 @@ type areRegexp struct {
 // highRuneBase is where bytes 0x80-0xFF go in the mapped rune space.
 const highRuneBase = 0xF700
 
-// compileRegexp compiles a pattern (without its leading '/'). The error is
-// an *areError: either PostgreSQL's own regcomp error, or the reason the
-// pattern cannot be matched like PostgreSQL does.
-func compileRegexp(pattern string) (*areRegexp, error) {
+// Compile compiles a pattern (a token's text without its leading '/'), as
+// hba.c regcomp_auth_token does. A refused pattern's error is an *Error:
+// either PostgreSQL's own regcomp error, or the reason pgcertgate cannot
+// match the pattern the way PostgreSQL does.
+func Compile(pattern string) (*Regexp, error) {
 	p := &parser{
 		lexer: lexer{pat: []byte(pattern), stop: len(pattern), cflags: regAdvanced},
 		subs:  map[int]bool{},
 	}
 	p.lexstart()
 	if p.err != 0 && p.unsup != "" {
-		return nil, &areError{unsupported: p.unsup}
+		return nil, unsupported(pattern, p.unsup)
 	}
 	var tree *subre
 	if p.err == 0 {
 		tree = p.parse(tEOS, false)
 	}
 	if p.err != 0 {
-		return nil, &areError{code: p.err}
+		return nil, &Error{Pattern: pattern, Msg: regErrText[p.err]}
 	}
 	if p.unsup != "" {
-		return nil, &areError{unsupported: p.unsup}
+		return nil, unsupported(pattern, p.unsup)
 	}
 	whole := tree.syntax()
 	var b strings.Builder
@@ -113,15 +138,48 @@ func compileRegexp(pattern string) (*areRegexp, error) {
 		// such as (a{100}){100}, or a program too large.
 		var se *syntax.Error
 		if errors.As(err, &se) && se.Code == syntax.ErrInvalidRepeatSize {
-			return nil, &areError{unsupported: "nested repetition counts multiply beyond the 1000 that Go's RE2 engine allows"}
+			return nil, unsupported(pattern, "nested repetition counts multiply beyond the 1000 that Go's RE2 engine allows")
 		}
-		return nil, &areError{unsupported: fmt.Sprintf("too large for Go's RE2 engine (%v)", err)}
+		return nil, unsupported(pattern, fmt.Sprintf("too large for Go's RE2 engine (%v)", err))
 	}
-	return &areRegexp{src: pattern, re2: b.String(), prog: prog, tree: tree, whole: whole, nsub: p.nsubexp}, nil
+	return &Regexp{src: pattern, re2: b.String(), prog: prog, tree: tree, whole: whole, nsub: p.nsubexp}, nil
 }
 
-// String returns the pattern as written (without the leading '/').
-func (r *areRegexp) String() string { return r.src }
+// Error is why Compile refused a pattern. Its text is hba.c
+// regcomp_auth_token's for a pattern PostgreSQL refuses too, and
+// pgcertgate's own for one that PostgreSQL accepts but whose meaning Go's
+// RE2 cannot reproduce (Unsupported); callers tell the two apart with
+// errors.As and Unsupported rather than by the text.
+type Error struct {
+	// Pattern is the pattern given to Compile (the token without its '/').
+	Pattern string
+	// Msg is pg_regerror's text (regerrs.h), such as "parentheses () not
+	// balanced", or, when Unsupported, the construct refused and why.
+	Msg string
+	// Unsupported is true when PostgreSQL accepts the pattern and
+	// pgcertgate refuses it.
+	Unsupported bool
+}
+
+// Error returns regcomp_auth_token's message, `invalid regular expression
+// "%s": %s` (the pattern is not escaped, as in PostgreSQL), or
+// pgcertgate's `regular expression "%s" is not supported by pgcertgate:
+// %s`.
+func (e *Error) Error() string {
+	if e.Unsupported {
+		return fmt.Sprintf("regular expression \"%s\" is not supported by pgcertgate: %s", e.Pattern, e.Msg)
+	}
+	return fmt.Sprintf("invalid regular expression \"%s\": %s", e.Pattern, e.Msg)
+}
+
+// unsupported builds the Error for a construct pgcertgate refuses.
+func unsupported(pattern, msg string) *Error {
+	return &Error{Pattern: pattern, Msg: msg, Unsupported: true}
+}
+
+// String returns the pattern as given to Compile (without the leading
+// '/').
+func (r *Regexp) String() string { return r.src }
 
 // mapBytes maps a byte string into the rune space the RE2 program uses.
 func mapBytes(s string) string {
@@ -149,7 +207,7 @@ func mapBytes(s string) string {
 
 // MatchString reports whether the regex matches anywhere in s
 // (pg_regexec with nmatch 0).
-func (r *areRegexp) MatchString(s string) bool {
+func (r *Regexp) MatchString(s string) bool {
 	return r.prog.MatchString(mapBytes(s))
 }
 
@@ -159,7 +217,7 @@ func (r *areRegexp) MatchString(s string) bool {
 //
 // The error is not nil only if the two engines disagree about whether
 // there is a match, which would be a bug; the caller fails closed.
-func (r *areRegexp) Group1(s string) (matched bool, g1 string, ok bool, err error) {
+func (r *Regexp) Group1(s string) (matched bool, g1 string, ok bool, err error) {
 	m, matched, err := r.exec(s)
 	if !matched || err != nil || r.nsub == 0 {
 		return matched, "", false, err
@@ -173,7 +231,7 @@ func (r *areRegexp) Group1(s string) (matched bool, g1 string, ok bool, err erro
 // exec runs the regex as pg_regexec does when asked for submatches. The
 // leftmost match start is the same under every matching discipline, so
 // RE2 finds it; the end and the groups come from the dissection.
-func (r *areRegexp) exec(s string) (*matcher, bool, error) {
+func (r *Regexp) exec(s string) (*matcher, bool, error) {
 	mapped := mapBytes(s)
 	loc := r.prog.FindStringIndex(mapped)
 	if loc == nil {

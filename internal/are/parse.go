@@ -1,4 +1,4 @@
-package identmap
+package are
 
 // Parser: regcomp.c parse, parsebranch, parseqatom, bracket, brackpart.
 // It builds two things at once, as regcomp.c builds its NFA and its subre

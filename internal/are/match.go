@@ -1,4 +1,4 @@
-package identmap
+package are
 
 // Where group 1 falls inside a match is not something RE2 can tell us the
 // PostgreSQL way: RE2 picks submatches by leftmost-first (Perl) priority,

@@ -1,4 +1,4 @@
-package identmap
+package are
 
 // This file ports the parts of PostgreSQL's Spencer regex compiler
 // (src/backend/regex/regc_lex.c and regcomp.c, PostgreSQL 15–18, which do
@@ -133,22 +133,6 @@ const (
 
 // maxChr is CHR_MAX: escapes beyond it are REG_EESCAPE.
 const maxChr = 0x7ffffffe
-
-// areError is why a pattern was not accepted. Exactly one of code and
-// unsupported is set: code is a PostgreSQL error (PostgreSQL refuses the
-// pattern too), unsupported names a construct PostgreSQL accepts but whose
-// meaning Go's RE2 cannot reproduce.
-type areError struct {
-	code        int
-	unsupported string
-}
-
-func (e *areError) Error() string {
-	if e.code != 0 {
-		return regErrText[e.code]
-	}
-	return e.unsupported
-}
 
 // Character classes, in regc_locale.c classNames order.
 var classNames = []string{"alnum", "alpha", "ascii", "blank", "cntrl", "digit", "graph",

@@ -1,8 +1,9 @@
-package identmap
+package are
 
 import (
 	"bufio"
 	"encoding/hex"
+	"errors"
 	"os"
 	"regexp"
 	"strconv"
@@ -101,13 +102,13 @@ type pgResult struct {
 // evalLikePostgres computes pgResult with our implementation. unsupported
 // is set when we refuse a pattern.
 func evalLikePostgres(pattern, subject string) (r pgResult, unsupported string) {
-	re, err := compileRegexp(pattern)
+	re, err := Compile(pattern)
 	if err != nil {
-		ae := err.(*areError)
-		if ae.code == 0 {
-			return r, ae.unsupported
+		e := err.(*Error)
+		if e.Unsupported {
+			return r, e.Msg
 		}
-		r.Err = ae.Error()
+		r.Err = e.Msg
 		return r, ""
 	}
 	m, matched, err := re.exec(subject)
@@ -141,7 +142,7 @@ func evalLikePostgres(pattern, subject string) (r pgResult, unsupported string) 
 	return r, ""
 }
 
-// TestRefusals is the refusal half of the table in areRegexp's doc comment:
+// TestRefusals is the refusal half of the table in Regexp's doc comment:
 // each construct PostgreSQL accepts but RE2 cannot reproduce is refused
 // with a message naming it, and PostgreSQL's own errors keep
 // PostgreSQL's text (checked against PostgreSQL 15's
@@ -204,14 +205,14 @@ func TestRefusals(t *testing.T) {
 		{`(?z)a`, `invalid embedded option`, false},
 		{`(?i`, `invalid embedded option`, false},
 	} {
-		_, err := compileRegexp(c.pat)
+		_, err := Compile(c.pat)
 		if err == nil {
 			t.Errorf("%q: accepted, want %q", c.pat, c.msg)
 			continue
 		}
-		ae := err.(*areError)
-		if ae.Error() != c.msg || (ae.code == 0) != c.unsupported {
-			t.Errorf("%q: got %q (unsupported=%v), want %q (unsupported=%v)", c.pat, ae.Error(), ae.code == 0, c.msg, c.unsupported)
+		e := err.(*Error)
+		if e.Msg != c.msg || e.Unsupported != c.unsupported || e.Pattern != c.pat {
+			t.Errorf("%q: got %+v, want %q (unsupported=%v)", c.pat, e, c.msg, c.unsupported)
 		}
 	}
 }
@@ -268,7 +269,7 @@ func TestTranslation(t *testing.T) {
 		{`^jos..$`, "", []string{"josé"}, nil},
 		{`[é]`, "", []string{"\xc3", "\xa9"}, []string{"e"}},
 	} {
-		re, err := compileRegexp(c.pat)
+		re, err := Compile(c.pat)
 		if err != nil {
 			t.Errorf("%q: %v", c.pat, err)
 			continue
@@ -311,7 +312,7 @@ func TestGroup1(t *testing.T) {
 		{`(a)|b`, "b", "", false},
 		{`((a)|b)+`, "ab", "b", true},
 	} {
-		re, err := compileRegexp(c.pat)
+		re, err := Compile(c.pat)
 		if err != nil {
 			t.Fatalf("%q: %v", c.pat, err)
 		}
@@ -326,6 +327,23 @@ func TestMapBytesRoundTrip(t *testing.T) {
 	for _, s := range []string{"", "abc", "jos\xc3\xa9", "\x80\xff\x00\x7f"} {
 		if got := unmapString(mapBytes(s)); got != s {
 			t.Errorf("%q -> %q", s, got)
+		}
+	}
+}
+
+// TestErrorText: Error formats PostgreSQL's own refusals as hba.c
+// regcomp_auth_token does (the pattern is printed unescaped), and
+// pgcertgate's refusals with their own wording.
+func TestErrorText(t *testing.T) {
+	for _, c := range []struct{ pat, want string }{
+		{`a"(`, `invalid regular expression "a"(": parentheses () not balanced`},
+		{`\q`, `invalid regular expression "\q": invalid escape \ sequence`},
+		{`(x)\1`, `regular expression "(x)\1" is not supported by pgcertgate: back-reference \1 is not supported`},
+	} {
+		_, err := Compile(c.pat)
+		var e *Error
+		if !errors.As(err, &e) || err.Error() != c.want {
+			t.Errorf("%q: got %v, want %s", c.pat, err, c.want)
 		}
 	}
 }

@@ -1,12 +1,12 @@
 //go:build pgdiff
 
-package identmap
+package are
 
 // Differential check of the ARE translation against a real PostgreSQL.
 // Not part of the normal test run (the package is pure); run it by hand:
 //
 //	PGDIFF_PSQL='psql -h /tmp/pg -p 5432 -U postgres -d bytes' \
-//	  go test -tags pgdiff -run TestPGDiff -v ./identmap
+//	  go test -tags pgdiff -run TestPGDiff -v ./internal/are
 //
 // The database must use SQL_ASCII and the C locale, which is how hba.c
 // runs ident regexes during authentication (one character per byte, C
@@ -288,7 +288,7 @@ func randSubject(rng *rand.Rand) string {
 }
 
 // pgdiffCases are the curated (subject, pattern) pairs recorded in
-// testdata/pg15-regex.txt: one or more per row of the table in areRegexp's
+// testdata/pg15-regex.txt: one or more per row of the table in Regexp's
 // documentation, plus the capture-placement cases where RE2 and ARE
 // differ.
 func pgdiffCases() [][2]string {
