@@ -175,7 +175,11 @@ func newWorld(t testing.TB, p *pki, o worldOptions) *world {
 		if strings.HasSuffix(name, ".key") {
 			mode = 0o600
 		}
-		if err := os.WriteFile(filepath.Join(w.dir, name), content, mode); err != nil {
+		path := filepath.Join(w.dir, name)
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, content, mode); err != nil {
 			t.Fatal(err)
 		}
 	}
