@@ -152,6 +152,12 @@ type Backend struct {
 	// server_reset_query). Default "DISCARD ALL", which drops temporary
 	// tables, prepared statements, LISTENs, advisory locks and every SET.
 	ServerResetQuery string `toml:"server_reset_query"`
+	// PassClientIdentity passes the client's address, its certificate DN
+	// and the matching pg_hba.conf line to the backend as the custom
+	// settings pgcertgate.client_addr, pgcertgate.identity and
+	// pgcertgate.hba_line, for audit triggers and row-level security.
+	// Clients may never set pgcertgate.* themselves. Default false.
+	PassClientIdentity bool `toml:"pass_client_identity"`
 	// CatalogUser is the role used to read pg_auth_members when
 	// pg_hba.conf or pg_ident.conf uses +role, samerole or samegroup.
 	// Empty means such lines cannot be evaluated and are an error at load.

@@ -34,6 +34,12 @@ type session struct {
 // database, then hands the client the backend's greeting with the proxy's
 // own cancel key.
 func (c *clientConn) connectBackend(ctx context.Context, si *startupInfo, entry *hba.Entry) (*session, error) {
+	if c.state.rt.Config.Backend.PassClientIdentity {
+		// Part of the startup parameters, so also part of the reuse key:
+		// a kept backend carries them, and only the same identity from
+		// the same address through the same line may take it.
+		si.params = append(si.params, identityParams(c, entry)...)
+	}
 	key := reuseKey(c.state, si)
 	if key != "" {
 		if s := c.srv.pool.acquire(key); s != nil {

@@ -124,6 +124,9 @@ func (c *clientConn) establish(ctx context.Context) (*session, error) {
 			return nil, err
 		}
 	}
+	if err := refuseForgedIdentity(si); err != nil {
+		return nil, err
+	}
 	// max_connections counts sessions past the startup packet, and the
 	// refusal goes out after TLS and the startup packet, as in PostgreSQL.
 	if !c.srv.acquireSession() {

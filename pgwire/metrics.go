@@ -1,7 +1,6 @@
 package pgwire
 
 import (
-	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
@@ -48,7 +47,8 @@ type Metrics struct {
 	tlsFailures    *prometheus.CounterVec   // cause
 	authLatency    *prometheus.HistogramVec // verdict
 	backendLatency prometheus.Histogram
-	bytesIn        prometheus.Counter
+	bytes          *prometheus.CounterVec // direction
+	bytesIn        prometheus.Counter     // bytes' "in" child, resolved once
 	bytesOut       prometheus.Counter
 	reloads        *prometheus.CounterVec // result
 	reloadOK       prometheus.Gauge
@@ -109,10 +109,10 @@ func newMetrics(current func() *state) *Metrics {
 		current: current,
 		crlDir:  make(map[string]crlFileExpiry),
 	}
-	directions := prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "relayed_bytes_total",
+	m.bytes = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "relayed_bytes_total",
 		Help: "Bytes relayed by ended sessions: in = client to backend, out = backend to client."}, []string{"direction"})
-	m.bytesIn = directions.WithLabelValues("in")
-	m.bytesOut = directions.WithLabelValues("out")
+	m.bytesIn = m.bytes.WithLabelValues("in")
+	m.bytesOut = m.bytes.WithLabelValues("out")
 	m.reloads.WithLabelValues("success")
 	m.reloads.WithLabelValues("failure")
 	m.authLatency.WithLabelValues(verdictAccept)
@@ -125,7 +125,7 @@ func newMetrics(current func() *state) *Metrics {
 // collectors are the metrics with fixed descriptors.
 func (m *Metrics) collectors() []prometheus.Collector {
 	return []prometheus.Collector{m.acceptedTotal, m.active, m.closed, m.sessions, m.auth, m.tlsFailures,
-		m.authLatency, m.backendLatency, m.bytesIn, m.bytesOut, m.reloads, m.reloadOK, m.reloadTime}
+		m.authLatency, m.backendLatency, m.bytes, m.reloads, m.reloadOK, m.reloadTime}
 }
 
 // Describe implements prometheus.Collector.
@@ -151,15 +151,20 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(m.serverNotAfter, prometheus.GaugeValue, unixSeconds(leaf.NotAfter))
 	}
 	if v := st.rt.Verifier; v != nil {
-		seen := make(map[[32]byte]bool)
+		// Two certificates with the same subject and serial (a CA file
+		// listing one twice, or a careless re-issue) share a series; the
+		// earlier expiry is the one to alert on.
+		type key struct{ subject, serial string }
+		notAfter := make(map[key]time.Time)
 		for _, c := range append(v.Roots(), v.Intermediates()...) {
-			fp := sha256.Sum256(c.Raw)
-			if seen[fp] {
-				continue
-			}
-			seen[fp] = true
 			dn, _ := certauth.DistinguishedName(c)
-			ch <- prometheus.MustNewConstMetric(m.caNotAfter, prometheus.GaugeValue, unixSeconds(c.NotAfter), dn, c.SerialNumber.String())
+			k := key{dn, c.SerialNumber.String()}
+			if t, ok := notAfter[k]; !ok || c.NotAfter.Before(t) {
+				notAfter[k] = c.NotAfter
+			}
+		}
+		for k, t := range notAfter {
+			ch <- prometheus.MustNewConstMetric(m.caNotAfter, prometheus.GaugeValue, unixSeconds(t), k.subject, k.serial)
 		}
 	}
 	next := make(map[string]time.Time)
@@ -373,6 +378,8 @@ func tlsFailureCause(err error) string {
 	}
 	msg := err.Error()
 	switch {
+	case strings.Contains(msg, "max_cert_list"):
+		return "cert_list_too_long"
 	case strings.Contains(msg, "remote error"):
 		// The client refused us, typically our server certificate.
 		return "client_alert"

@@ -70,6 +70,7 @@ func TestTLSFailureCause(t *testing.T) {
 		{errors.New(`tls: client requested unsupported application protocols (["h2"])`), "no_application_protocol"},
 		{errors.New("tls: client offered only unsupported versions: [301]"), "protocol_version"},
 		{errors.New("tls: no cipher suite supported by both client and server; client offered: [5]"), "no_shared_cipher"},
+		{errors.New("client certificate message of 200000 bytes exceeds OpenSSL's max_cert_list (102400)"), "cert_list_too_long"},
 		{errors.New("something new"), "other"},
 	} {
 		if got := tlsFailureCause(tc.err); got != tc.want {

@@ -301,7 +301,7 @@ func reload(path string, srv *pgwire.Server, log *slog.Logger, level *slog.Level
 		// Keep watching what the new file names, so that fixing a
 		// newly included file is noticed too.
 		if cfg, err := config.ReadFile(path); err == nil {
-			fw.apply(cfg)
+			fw.retarget(cfg)
 		}
 		return
 	}
@@ -357,6 +357,14 @@ func (f *fileWatch) apply(cfg *config.Config) {
 		})
 	}()
 	f.log.Info("watching configuration files for changes", slog.Int("files", len(paths)))
+}
+
+// retarget watches what cfg names, if watching at all: after a reload
+// that failed, the configuration in force still decides whether to watch.
+func (f *fileWatch) retarget(cfg *config.Config) {
+	if f.w != nil {
+		f.w.SetPaths(watch.Paths(cfg))
+	}
 }
 
 func (f *fileWatch) stop() {

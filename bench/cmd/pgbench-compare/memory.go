@@ -1,0 +1,431 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// memResult is one memory measurement.
+type memResult struct {
+	Name      string
+	Target    string
+	Clients   int   // clients opened
+	Held      int   // clients confirmed still connected when RSS was read
+	RSSBefore int64 // settled VmRSS before the clients connected
+	RSSWith   int64 // settled VmRSS with them held
+	PerClient float64
+	// The Go runtime's view, from pgcertgate's admin endpoint (/metrics),
+	// read with the RSS; zero for PgBouncer.
+	Before, With goMem
+}
+
+// goMem is the Go runtime's memory as the admin endpoint's Go collector
+// reports it.
+type goMem struct {
+	HeapInuse, StackInuse, Goroutines float64
+	OK                                bool
+}
+
+// scrapeGoMem reads /metrics from pgcertgate's admin endpoint; port 0 or
+// any failure gives a zero goMem.
+func scrapeGoMem(ctx context.Context, port int) goMem {
+	var g goMem
+	if port == 0 {
+		return g
+	}
+	req, err := http.NewRequestWithContext(ctx, "GET", fmt.Sprintf("http://127.0.0.1:%d/metrics", port), nil)
+	if err != nil {
+		return g
+	}
+	c := &http.Client{Timeout: 10 * time.Second}
+	resp, err := c.Do(req)
+	if err != nil {
+		return g
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		return g
+	}
+	return parseGoMem(string(body))
+}
+
+// parseGoMem picks the Go collector's heap, stack and goroutine gauges out
+// of a Prometheus text exposition.
+func parseGoMem(text string) goMem {
+	var g goMem
+	found := 0
+	for _, line := range strings.Split(text, "\n") {
+		name, val, ok := strings.Cut(line, " ")
+		if !ok || strings.HasPrefix(line, "#") {
+			continue
+		}
+		v, err := strconv.ParseFloat(strings.TrimSpace(val), 64)
+		if err != nil {
+			continue
+		}
+		switch name {
+		case "go_memstats_heap_inuse_bytes":
+			g.HeapInuse, found = v, found+1
+		case "go_memstats_stack_inuse_bytes":
+			g.StackInuse, found = v, found+1
+		case "go_goroutines":
+			g.Goroutines, found = v, found+1
+		}
+	}
+	g.OK = found == 3
+	return g
+}
+
+// runMemory measures pgcertgate's RSS with idle authenticated sessions and
+// with TLS clients parked in startup, each in a fresh process so that heap
+// left over from the timed runs does not hide the cost, and PgBouncer's
+// with the same idle sessions for reference.
+func runMemory(ctx context.Context, e *env, rep *report) error {
+	// PgBouncer's pool and pgcertgate+reuse keep backends of the timed
+	// runs; the measurements below wait to be back to this many.
+	baseline, err := e.benchBackends(ctx)
+	if err != nil {
+		return err
+	}
+	// The admin endpoint's Go metrics split RSS into heap and stacks.
+	admin := e.acceptsConfig(ctx, "admin-check", "", 1)
+	// Idle authenticated sessions through a fresh pgcertgate.
+	g, err := e.startGate(ctx, gateOpts{name: "pgcertgate-mem-idle", admin: admin})
+	if err != nil {
+		return err
+	}
+	p := g.proc
+	m, err := e.measureIdle(ctx, "idle authenticated sessions", targetGate, p, g.port, e.o.idle, g.adminPort)
+	if err != nil {
+		return err
+	}
+	rep.memory = append(rep.memory, m)
+	if err := p.stop(); err != nil {
+		logf("pgcertgate-mem-idle stopped: %v", err)
+	}
+	if err := e.waitBackends(ctx, baseline); err != nil {
+		return err
+	}
+
+	// TLS clients parked in startup through another fresh pgcertgate.
+	g, err = e.startGate(ctx, gateOpts{name: "pgcertgate-mem-parked", admin: admin})
+	if err != nil {
+		return err
+	}
+	p = g.proc
+	m, err = e.measureParked(ctx, p, g.port, e.o.parked, g.adminPort)
+	if err != nil {
+		return err
+	}
+	rep.memory = append(rep.memory, m)
+	if err := p.stop(); err != nil {
+		logf("pgcertgate-mem-parked stopped: %v", err)
+	}
+
+	// PgBouncer with the same idle sessions, for reference. Last: its
+	// pool keeps the server connections open afterwards.
+	for _, tg := range e.targets {
+		if tg.Name == targetBouncer {
+			m, err := e.measureIdle(ctx, "idle authenticated sessions", targetBouncer, tg.proc, tg.Port, e.o.idle, 0)
+			if err != nil {
+				return err
+			}
+			rep.memory = append(rep.memory, m)
+		}
+	}
+	return nil
+}
+
+// connConfig is a pgconn configuration for the bench client through port:
+// verify-ca with the client certificate, as pgbench uses.
+func (e *env) connConfig(port int) (*pgconn.Config, error) {
+	return pgconn.ParseConfig(fmt.Sprintf(
+		"host=127.0.0.1 port=%d user=%s dbname=%s sslmode=verify-ca sslrootcert=%s sslcert=%s sslkey=%s connect_timeout=30",
+		port, benchUser, benchDB, e.rootCrt, e.clientCrt, e.clientKey))
+}
+
+// measureIdle opens n sessions through port, runs one query on each (so
+// every buffer a used session keeps is in place), and holds them while the
+// process's RSS settles.
+func (e *env) measureIdle(ctx context.Context, name, targetName string, p *proc, port, n, adminPort int) (memResult, error) {
+	m := memResult{Name: name, Target: targetName, Clients: n}
+	cfg, err := e.connConfig(port)
+	if err != nil {
+		return m, err
+	}
+	// One session first, so that the baseline includes everything a
+	// process allocates once (TLS state, pools, the first backend).
+	warm, err := pgconn.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return m, err
+	}
+	if _, err := warm.Exec(ctx, "select 1").ReadAll(); err != nil {
+		return m, err
+	}
+	warm.Close(ctx)
+	if m.RSSBefore, err = settledRSS(p.pid(), 20*time.Second); err != nil {
+		return m, err
+	}
+	m.Before = scrapeGoMem(ctx, adminPort)
+	logf("%s: %d sessions through %s (RSS before %.1f MiB)…", targetName, n, p.name, mib(m.RSSBefore))
+	conns := make([]*pgconn.PgConn, n)
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= n || ctx.Err() != nil {
+					return
+				}
+				c, err := pgconn.ConnectConfig(ctx, cfg)
+				if err == nil {
+					_, err = c.Exec(ctx, "select 1").ReadAll()
+				}
+				if err != nil {
+					errs <- fmt.Errorf("session %d: %w", i, err)
+					return
+				}
+				conns[i] = c
+			}
+		}()
+	}
+	wg.Wait()
+	defer func() {
+		for _, c := range conns {
+			if c != nil {
+				c.Close(context.Background())
+			}
+		}
+	}()
+	select {
+	case err := <-errs:
+		return m, err
+	default:
+	}
+	if m.RSSWith, err = settledRSS(p.pid(), 30*time.Second); err != nil {
+		return m, err
+	}
+	m.With = scrapeGoMem(ctx, adminPort)
+	// Every session must still answer.
+	for i, c := range conns {
+		if _, err := c.Exec(ctx, "select 1").ReadAll(); err != nil {
+			return m, fmt.Errorf("session %d after the measurement: %w", i, err)
+		}
+		m.Held++
+	}
+	m.PerClient = float64(m.RSSWith-m.RSSBefore) / float64(n)
+	logf("%s: %d idle sessions: RSS %.1f → %.1f MiB, %.1f KiB per session", targetName, m.Held, mib(m.RSSBefore), mib(m.RSSWith), m.PerClient/1024)
+	return m, nil
+}
+
+// benchBackends counts the bench role's client backends.
+func (e *env) benchBackends(ctx context.Context) (int, error) {
+	res, err := e.superExec(ctx, fmt.Sprintf("SELECT count(*) FROM pg_stat_activity WHERE usename = '%s' AND backend_type = 'client backend'", benchUser))
+	if err != nil {
+		return 0, err
+	}
+	return strconv.Atoi(string(res[0].Rows[0][0]))
+}
+
+// waitBackends waits until at most n backends of the bench role are left,
+// so the next measurement starts from the same PostgreSQL.
+func (e *env) waitBackends(ctx context.Context, n int) error {
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		got, err := e.benchBackends(ctx)
+		if err != nil {
+			return err
+		}
+		if got <= n {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%d backends of %s still connected after 60 s (want at most %d)", got, benchUser, n)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// sslRequest is the SSLRequest packet: length 8, code 80877103.
+var sslRequest = binary.BigEndian.AppendUint32(binary.BigEndian.AppendUint32(nil, 8), 80877103)
+
+// measureParked opens n TCP connections that send an SSLRequest, complete
+// the TLS handshake with the client certificate, and then send nothing:
+// clients parked in startup. It checks every one is still open when RSS is
+// read, and that a real login still gets through meanwhile.
+func (e *env) measureParked(ctx context.Context, p *proc, port, n, adminPort int) (memResult, error) {
+	m := memResult{Name: "TLS clients parked in startup", Target: targetGate, Clients: n}
+	tlsCfg, err := e.clientTLS()
+	if err != nil {
+		return m, err
+	}
+	warm := &target{Name: targetGate, Port: port}
+	if _, err := e.psql(ctx, warm, "-Atc", "select 1"); err != nil {
+		return m, err
+	}
+	if m.RSSBefore, err = settledRSS(p.pid(), 20*time.Second); err != nil {
+		return m, err
+	}
+	m.Before = scrapeGoMem(ctx, adminPort)
+	logf("pgcertgate: parking %d TLS clients in startup (RSS before %.1f MiB)…", n, mib(m.RSSBefore))
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	conns := make([]net.Conn, n)
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	errs := make(chan error, 16)
+	began := time.Now()
+	for range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= n || ctx.Err() != nil {
+					return
+				}
+				c, err := parkTLS(addr, tlsCfg)
+				if err != nil {
+					errs <- fmt.Errorf("parked client %d: %w", i, err)
+					return
+				}
+				conns[i] = c
+			}
+		}()
+	}
+	wg.Wait()
+	defer func() {
+		for _, c := range conns {
+			if c != nil {
+				c.Close()
+			}
+		}
+	}()
+	select {
+	case err := <-errs:
+		return m, err
+	default:
+	}
+	logf("pgcertgate: %d TLS handshakes in %s", n, time.Since(began).Round(time.Millisecond))
+	if m.RSSWith, err = settledRSS(p.pid(), 30*time.Second); err != nil {
+		return m, err
+	}
+	m.With = scrapeGoMem(ctx, adminPort)
+	// A real login while they are parked.
+	if _, err := e.psql(ctx, warm, "-Atc", "select 1"); err != nil {
+		return m, fmt.Errorf("login while %d clients are parked: %w", n, err)
+	}
+	held, err := countOpen(conns)
+	if err != nil {
+		return m, err
+	}
+	m.Held = held
+	m.PerClient = float64(m.RSSWith-m.RSSBefore) / float64(n)
+	logf("pgcertgate: %d of %d parked TLS clients held: RSS %.1f → %.1f MiB, %.1f KiB per client", held, n, mib(m.RSSBefore), mib(m.RSSWith), m.PerClient/1024)
+	return m, nil
+}
+
+// clientTLS is the bench client's TLS configuration (verify-ca: the chain,
+// not the host name, as libpq's verify-ca).
+func (e *env) clientTLS() (*tls.Config, error) {
+	cert, err := tls.LoadX509KeyPair(e.clientCrt, e.clientKey)
+	if err != nil {
+		return nil, err
+	}
+	roots := x509.NewCertPool()
+	pem, err := os.ReadFile(e.rootCrt)
+	if err != nil {
+		return nil, err
+	}
+	if !roots.AppendCertsFromPEM(pem) {
+		return nil, errors.New("no CA certificate in " + e.rootCrt)
+	}
+	return &tls.Config{RootCAs: roots, ServerName: "localhost", Certificates: []tls.Certificate{cert}}, nil
+}
+
+// parkTLS connects, negotiates TLS the PostgreSQL way and returns the
+// open connection without sending a startup packet.
+func parkTLS(addr string, cfg *tls.Config) (net.Conn, error) {
+	raw, err := net.DialTimeout("tcp", addr, 10*time.Second)
+	if err != nil {
+		return nil, err
+	}
+	_ = raw.SetDeadline(time.Now().Add(30 * time.Second))
+	if _, err := raw.Write(sslRequest); err != nil {
+		raw.Close()
+		return nil, err
+	}
+	var b [1]byte
+	if _, err := io.ReadFull(raw, b[:]); err != nil || b[0] != 'S' {
+		raw.Close()
+		return nil, fmt.Errorf("SSLRequest answered %q, %v", b[0], err)
+	}
+	tc := tls.Client(raw, cfg)
+	if err := tc.Handshake(); err != nil {
+		raw.Close()
+		return nil, err
+	}
+	_ = raw.SetDeadline(time.Time{})
+	return tc, nil
+}
+
+// countOpen counts connections the server has not closed: a read that
+// times out means open; EOF or an error (an alert) means closed.
+func countOpen(conns []net.Conn) (int, error) {
+	var open atomic.Int64
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var firstErr string
+	ch := make(chan net.Conn)
+	for range 64 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var b [1]byte
+			for c := range ch {
+				_ = c.SetReadDeadline(time.Now().Add(20 * time.Millisecond))
+				_, err := c.Read(b[:])
+				var ne net.Error
+				if errors.As(err, &ne) && ne.Timeout() {
+					open.Add(1)
+					continue
+				}
+				mu.Lock()
+				if firstErr == "" {
+					firstErr = fmt.Sprint(err)
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	for _, c := range conns {
+		ch <- c
+	}
+	close(ch)
+	wg.Wait()
+	if firstErr != "" && !strings.Contains(firstErr, "EOF") {
+		logf("a parked client was closed: %s", firstErr)
+	}
+	return int(open.Load()), nil
+}
+
+func mib(b int64) float64 { return float64(b) / (1 << 20) }

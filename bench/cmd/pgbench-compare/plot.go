@@ -1,0 +1,95 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+)
+
+// targetColors are the bar colours, by target.
+var targetColors = map[string]string{
+	targetDirect:    "#7f7f7f",
+	targetBouncer:   "#1f77b4",
+	targetGate:      "#ff7f0e",
+	targetGateReuse: "#2ca02c",
+}
+
+// gnuplotScript draws one panel per workload: a bar per target at the
+// median, with the min–max range as an error bar and the median printed
+// above it. data holds one gnuplot index block per workload with rows
+// "x median colour min max label".
+func (r *report) gnuplotScript(dataPath, pngPath string) (script, data string) {
+	names := r.targetNames()
+	var d strings.Builder
+	for _, w := range r.workloads {
+		fmt.Fprintf(&d, "# %s\n", w.Key)
+		for i, n := range names {
+			s := r.summary(n, w.Key)
+			fmt.Fprintf(&d, "%d %g %d %g %g \"%s\"\n", i, s.Median, i+1, s.Min, s.Max, fmtValue(s.Median))
+		}
+		d.WriteString("\n\n")
+	}
+	var s strings.Builder
+	p := func(format string, args ...any) { fmt.Fprintf(&s, format, args...) }
+	width := max(360*len(r.workloads)+80, 720)
+	p("set terminal pngcairo size %d,520 font 'sans,11'\n", width)
+	p("set output %q\n", pngPath)
+	for i, n := range names {
+		c, ok := targetColors[n]
+		if !ok {
+			c = "#9467bd" // an A/B target
+		}
+		p("set linetype %d lc rgb %q\n", i+1, c)
+	}
+	p("set style fill solid 0.85 border lc rgb '#333333'\n")
+	p("set boxwidth 0.7\nset grid ytics lc rgb '#dddddd'\nset border 3\nset tics nomirror\n")
+	p("set xrange [-0.6:%g]\nset yrange [0:*]\nset offsets 0,0,graph 0.1,0\n", float64(len(names))-0.4)
+	var tics []string
+	for i, n := range names {
+		tics = append(tics, fmt.Sprintf("%q %d", n, i))
+	}
+	p("set xtics (%s) rotate by -25 font 'sans,10'\n", strings.Join(tics, ", "))
+	p("set multiplot layout 1,%d title \"make bench %s: bar = median of %d rounds, whisker = min-max\" font 'sans,13'\n",
+		len(r.workloads), r.finished.UTC().Format("2006-01-02"), r.opts.rounds)
+	for i, w := range r.workloads {
+		p("set title %q\nset ylabel %q\n", w.Title, w.Unit)
+		p("plot %q index %d using 1:2:(0.7):3 with boxes lc variable notitle, \\\n", dataPath, i)
+		p("  '' index %d using 1:2:4:5 with yerrorbars lc rgb 'black' pt 7 ps 0 notitle, \\\n", i)
+		p("  '' index %d using 1:5:6 with labels offset 0,0.9 font 'sans,10' notitle\n", i)
+	}
+	p("unset multiplot\n")
+	return s.String(), d.String()
+}
+
+// writePlot draws the PNG with gnuplot (bench-deps installs gnuplot-nox).
+func (r *report) writePlot() error {
+	if r.opts.plot == "" {
+		return nil
+	}
+	png, err := filepath.Abs(r.opts.plot)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(png), 0o755); err != nil {
+		return err
+	}
+	dataPath := r.env.path("plot.dat")
+	script, data := r.gnuplotScript(dataPath, png)
+	if err := os.WriteFile(dataPath, []byte(data), 0o644); err != nil {
+		return err
+	}
+	if err := os.WriteFile(r.env.path("plot.gp"), []byte(script), 0o644); err != nil {
+		return err
+	}
+	cmd := exec.Command(r.tools.gnuplot)
+	cmd.Stdin = strings.NewReader(script)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("gnuplot: %w: %s", err, out.String())
+	}
+	return nil
+}
