@@ -121,7 +121,13 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
 	if err := s.Ready(r.Context()); err != nil {
 		w.WriteHeader(http.StatusServiceUnavailable)
-		fmt.Fprintln(w, "not ready:", err)
+		// The cause (backend address, dial error) is in the log only:
+		// the admin port may be reachable by anyone in the pod network.
+		if errors.Is(err, errDraining) {
+			fmt.Fprintln(w, "not ready:", err)
+		} else {
+			fmt.Fprintln(w, "not ready: backend unreachable")
+		}
 		return
 	}
 	fmt.Fprintln(w, "ready")

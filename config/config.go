@@ -145,9 +145,16 @@ type Backend struct {
 	Reuse bool `toml:"reuse"`
 	// ReuseIdleTimeout closes kept backends unused this long. Default 60s.
 	ReuseIdleTimeout Duration `toml:"reuse_idle_timeout"`
-	// ReuseMaxIdle caps kept backends per user/database/parameters.
+	// ReuseMaxIdle caps kept backends in total, across every user,
+	// database and parameter set: they hold backend connection slots.
 	// Default 100.
 	ReuseMaxIdle int `toml:"reuse_max_idle"`
+	// ReuseMaxLifetime closes a backend older than this when its session
+	// ends instead of keeping it (PgBouncer's server_lifetime): a kept
+	// backend skips PostgreSQL's login-time checks (NOLOGIN, VALID UNTIL,
+	// CONNECT privilege, ALTER ROLE … SET), so their changes reach reused
+	// sessions within this time. Default 1h.
+	ReuseMaxLifetime Duration `toml:"reuse_max_lifetime"`
 	// ServerResetQuery runs on a backend before it is kept (PgBouncer's
 	// server_reset_query). Default "DISCARD ALL", which drops temporary
 	// tables, prepared statements, LISTENs, advisory locks and every SET.
@@ -179,6 +186,7 @@ func Defaults() Config {
 			ConnectTimeout:   Duration{10 * time.Second},
 			ReuseIdleTimeout: Duration{60 * time.Second},
 			ReuseMaxIdle:     100,
+			ReuseMaxLifetime: Duration{time.Hour},
 			ServerResetQuery: "DISCARD ALL",
 		},
 	}
@@ -287,6 +295,11 @@ func (c *Config) validate() []error {
 	}
 	if c.Backend.Reuse && c.Backend.ReuseMaxIdle < 1 {
 		bad("backend.reuse_max_idle", "%d (must be at least 1 with reuse = true)", c.Backend.ReuseMaxIdle)
+	}
+	if c.Backend.Reuse && strings.TrimSpace(c.Backend.ServerResetQuery) == "" {
+		// Without a reset, temporary objects, prepared statements, SET
+		// ROLE and advisory locks would pass from one client to the next.
+		bad("backend.server_reset_query", "must not be empty with reuse = true")
 	}
 	return errs
 }

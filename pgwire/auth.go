@@ -126,6 +126,11 @@ func (st *state) authorize(ctx context.Context, in authInput, rec *authRecord, e
 func (st *state) checkCertName(ctx context.Context, in authInput, rec *authRecord) error {
 	entry := rec.entry
 	failed := authFailed(in, entry)
+	if len(in.chain) == 0 {
+		// authorize refuses certificate-less clients on these lines
+		// first; this keeps that an invariant rather than a panic.
+		return fatal(codeInvalidAuthorization, "no_client_cert", "connection requires a valid client certificate")
+	}
 	names, err := certIdentities(in.chain[0], entry.ClientName)
 	if err != nil || len(names) == 0 {
 		failed.LogDetail = fmt.Sprintf("certificate authentication failed for user %q: client certificate contains no user name", in.user)

@@ -28,6 +28,10 @@ type session struct {
 	// "" means it is closed.
 	reuseKey    string
 	idleTimeout time.Duration
+	// created is when the backend connection was opened; maxLifetime
+	// bounds a kept backend's age (reuse_max_lifetime).
+	created     time.Time
+	maxLifetime time.Duration
 }
 
 // connectBackend opens the backend connection as the client's user and
@@ -96,6 +100,7 @@ func (c *clientConn) connectBackend(ctx context.Context, si *startupInfo, entry 
 			address:    hj.Conn.RemoteAddr().String(),
 		},
 		params:      hj.ParameterStatuses,
+		created:     began,
 		reuseKey:    key,
 		idleTimeout: c.state.rt.Config.Backend.ReuseIdleTimeout.Duration,
 	}
@@ -125,9 +130,13 @@ func (c *clientConn) greet(s *session, notices []*pgconn.Notice) (*session, erro
 		s.backend.Close()
 		return nil, err
 	}
-	target := *s.cancel
-	target.clientKey = key
-	s.cancel = &target
+	s.cancel = &cancelTarget{
+		pid:        s.cancel.pid,
+		clientKey:  key,
+		backendKey: s.cancel.backendKey,
+		network:    s.cancel.network,
+		address:    s.cancel.address,
+	}
 
 	buf, _ := (&pgproto3.AuthenticationOk{}).Encode(nil)
 	for _, n := range notices {

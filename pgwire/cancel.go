@@ -17,6 +17,10 @@ type cancelTarget struct {
 	backendKey []byte // never leaves the proxy, never logged
 	network    string // where the backend lives, for the cancel connection
 	address    string
+	// inflight counts cancels being forwarded; remove waits for them, so
+	// a cancel meant for one client can never reach a reused backend
+	// after it has passed to the next.
+	inflight sync.WaitGroup
 }
 
 // cancelRegistry routes CancelRequests. Entries are keyed by the backend
@@ -35,21 +39,27 @@ func (r *cancelRegistry) add(t *cancelTarget) {
 	r.m[t.pid] = t
 }
 
+// remove unregisters t and waits for cancels already on their way to its
+// backend.
 func (r *cancelRegistry) remove(t *cancelTarget) {
 	r.mu.Lock()
-	defer r.mu.Unlock()
 	if r.m[t.pid] == t {
 		delete(r.m, t.pid)
 	}
+	r.mu.Unlock()
+	t.inflight.Wait()
 }
 
+// lookup finds the session a cancel names; the caller must call
+// t.inflight.Done when it has forwarded it.
 func (r *cancelRegistry) lookup(req cancelRequest) *cancelTarget {
 	r.mu.Lock()
+	defer r.mu.Unlock()
 	t := r.m[req.pid]
-	r.mu.Unlock()
 	if t == nil || subtle.ConstantTimeCompare(t.clientKey, req.key) != 1 {
 		return nil
 	}
+	t.inflight.Add(1)
 	return t
 }
 
@@ -65,6 +75,7 @@ func (r *cancelRegistry) forward(req cancelRequest, log *slog.Logger) {
 		log.Debug("cancel request ignored: no matching session", slog.Uint64("pid", uint64(req.pid)))
 		return
 	}
+	defer t.inflight.Done()
 	conn, err := net.DialTimeout(t.network, t.address, cancelDialTimeout)
 	if err != nil {
 		log.Warn("could not forward cancel request", slog.Uint64("backend_pid", uint64(t.pid)), slog.String("error", err.Error()))

@@ -58,7 +58,11 @@ func (c *clientConn) serve(ctx context.Context) {
 	// and authentication, as in PostgreSQL; the relay clears it.
 	_ = c.raw.SetDeadline(c.start.Add(cfg.AuthenticationTimeout.Duration))
 
-	sess, err := c.establish(ctx)
+	// Everything before the relay (pg_hba.conf membership lookups, host
+	// name resolution, backend connect) is bounded by the same deadline.
+	authCtx, cancel := context.WithDeadline(ctx, c.start.Add(cfg.AuthenticationTimeout.Duration))
+	sess, err := c.establish(authCtx)
+	cancel()
 	if err != nil {
 		c.refuse(err)
 		return
@@ -104,6 +108,10 @@ func (c *clientConn) refuse(err error) {
 	c.srv.log.LogAttrs(context.Background(), slog.LevelInfo, "connection refused", attrs...)
 }
 
+// mitmDetail is PostgreSQL's errdetail for plaintext that arrived before
+// an encryption handshake.
+const mitmDetail = "This could be either a client-software bug or evidence of an attempted man-in-the-middle attack."
+
 // errCancelRequest marks a connection that carried a CancelRequest.
 var errCancelRequest = errors.New("cancel request")
 
@@ -114,15 +122,20 @@ func (c *clientConn) establish(ctx context.Context) (*session, error) {
 		return nil, err
 	}
 	c.minor = si.negotiatedMinor()
-	c.user, c.database = si.user, si.database
-	c.note(slog.String("user", si.user), slog.String("database", si.database))
-	if si.replication != replicationNone {
-		c.note(slog.String("replication", si.replication.String()))
-	}
+	// PostgreSQL answers NegotiateProtocolVersion before it checks the
+	// user name.
 	if npv := negotiateProtocolVersion(si); npv != nil {
 		if err := c.send(npv); err != nil {
 			return nil, err
 		}
+	}
+	if err := si.normalize(); err != nil {
+		return nil, err
+	}
+	c.user, c.database = si.user, si.database
+	c.note(slog.String("user", si.user), slog.String("database", si.database))
+	if si.replication != replicationNone {
+		c.note(slog.String("replication", si.replication.String()))
 	}
 	if err := refuseForgedIdentity(si); err != nil {
 		return nil, err
@@ -191,6 +204,14 @@ func (c *clientConn) negotiate() (*startupInfo, error) {
 				return nil, errSilentClose
 			}
 			gssDone = true
+			// As after an SSLRequest: bytes that came with the request
+			// were sent before the client read our answer.
+			if c.r.Buffered() > 0 {
+				e := fatal(codeProtocolViolation, "plaintext_after_gss_request", "received unencrypted data after GSSAPI encryption request")
+				e.Detail = mitmDetail
+				e.LogDetail = mitmDetail
+				return nil, e
+			}
 		case proto>>16 != 3:
 			return nil, unsupportedProtocol(proto)
 		default:
@@ -219,8 +240,8 @@ func (c *clientConn) startTLS(direct bool) error {
 	tc := tls.Server(under, c.state.tlsConfigFor(c))
 	if err := tc.Handshake(); err != nil {
 		c.srv.metrics.tlsFailed(err)
-		c.note(slog.String("tls_error", err.Error()))
-		return &Error{Severity: severityFatal, Reason: tlsFailureReason(err), LogDetail: err.Error()}
+		c.note(slog.String("tls_error", err.Error()), slog.String("tls_cause", tlsFailureCause(err)))
+		return &Error{Severity: severityFatal, Reason: tlsAuditReason(err), LogDetail: err.Error()}
 	}
 	cs := tc.ConnectionState()
 	c.tls = &cs
@@ -245,8 +266,8 @@ func (c *clientConn) startTLS(direct bool) error {
 	if plaintextBuffered {
 		e := fatal(codeProtocolViolation, "plaintext_after_ssl_request", "received unencrypted data after SSL request")
 		// ProcessStartupPacket's errdetail, which the client gets too.
-		e.Detail = "This could be either a client-software bug or evidence of an attempted man-in-the-middle attack."
-		e.LogDetail = e.Detail
+		e.Detail = mitmDetail
+		e.LogDetail = mitmDetail
 		return e
 	}
 	return nil
@@ -285,18 +306,3 @@ type bufferedConn struct {
 }
 
 func (b *bufferedConn) Read(p []byte) (int, error) { return b.r.Read(p) }
-
-// tlsFailureReason classifies a handshake failure for logs and metrics.
-func tlsFailureReason(err error) string {
-	if _, ok := errors.AsType[*certauth.VerifyError](err); ok {
-		return "cert_invalid"
-	}
-	if _, ok := errors.AsType[tls.RecordHeaderError](err); ok {
-		return "tls_not_tls"
-	}
-	var ne net.Error
-	if errors.As(err, &ne) && ne.Timeout() {
-		return "timeout"
-	}
-	return "tls_handshake_failed"
-}

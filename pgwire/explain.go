@@ -39,26 +39,16 @@ func Explain(ctx context.Context, rt *config.Runtime, req ExplainRequest, w io.W
 		defer st.roles.close()
 	}
 	si := &startupInfo{user: req.User, database: req.Database}
-	switch req.Replication {
-	case "":
-	case "database":
-		si.replication = replicationLogical
-	default:
-		b, ok := parseBool(req.Replication)
-		if !ok {
-			return false, fmt.Errorf("invalid replication value %q", req.Replication)
+	if req.Replication != "" {
+		mode, err := parseReplication(req.Replication)
+		if err != nil {
+			return false, err
 		}
-		if b {
-			si.replication = replicationPhysical
-		}
+		si.replication = mode
 	}
-	if si.database == "" {
-		si.database = si.user
+	if err := si.normalize(); err != nil {
+		return false, err
 	}
-	if si.replication == replicationPhysical {
-		si.database = ""
-	}
-	si.user, si.database = truncateName(si.user), truncateName(si.database)
 	in := authInput{addr: req.Addr, ssl: req.SSL, user: si.user, database: si.database, replication: si.replication}
 
 	fmt.Fprintf(w, "connection: host=%s user=%q database=%q %s replication=%s\n", in.addr, in.user, in.database, encryptionState(in), si.replication)

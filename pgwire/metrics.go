@@ -359,6 +359,16 @@ func (m *Metrics) ReloadFailed() {
 	m.reloadOK.Set(0)
 }
 
+// tlsAuditReason is the audit reason code of a failed handshake: a
+// certificate that failed verification, or any other TLS failure (whose
+// finer cause is the metric label below).
+func tlsAuditReason(err error) string {
+	if _, ok := errors.AsType[*certauth.VerifyError](err); ok {
+		return "cert_invalid"
+	}
+	return "tls_handshake_failed"
+}
+
 // tlsFailureCause is a handshake failure's metric label: a bounded set of
 // causes, with certificate verification failures split by OpenSSL's
 // reason ("cert_certificate_has_expired", "cert_certificate_revoked", …).

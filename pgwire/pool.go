@@ -3,6 +3,7 @@ package pgwire
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"slices"
 	"strings"
@@ -51,12 +52,16 @@ func reuseKey(st *state, si *startupInfo) string {
 	if !b.Reuse || si.replication != replicationNone {
 		return ""
 	}
-	params := slices.Clone(si.params)
-	slices.SortFunc(params, func(a, b [2]string) int { return strings.Compare(a[0], b[0]) })
+	// What the backend receives is a map: for a repeated name the last
+	// value wins, so the key keeps only that one.
+	last := make(map[string]string, len(si.params))
+	for _, p := range si.params {
+		last[p[0]] = p[1]
+	}
 	var sb strings.Builder
 	fmt.Fprintf(&sb, "%q %q %q", b.DSN, si.user, si.database)
-	for _, p := range params {
-		fmt.Fprintf(&sb, " %q=%q", p[0], p[1])
+	for _, name := range slices.Sorted(maps.Keys(last)) {
+		fmt.Fprintf(&sb, " %q=%q", name, last[name])
 	}
 	return sb.String()
 }
@@ -80,7 +85,7 @@ func (p *backendPool) acquire(key string) *session {
 			p.Reused.Add(1)
 			return ib.s
 		}
-		ib.s.backend.Close()
+		terminate(ib.s.backend)
 	}
 }
 
@@ -100,8 +105,11 @@ func alive(c net.Conn) bool {
 // when the reset fails, the pool is closed, or reuse is off in st.
 func (p *backendPool) release(st *state, s *session) bool {
 	b := st.rt.Config.Backend
-	if p == nil || !b.Reuse {
-		s.backend.Close()
+	// A kept backend skips the checks PostgreSQL makes at login
+	// (NOLOGIN, VALID UNTIL, CONNECT privilege, ALTER ROLE … SET): its
+	// age is bounded so that such changes reach every session in time.
+	if p == nil || !b.Reuse || time.Since(s.created) > b.ReuseMaxLifetime.Duration {
+		terminate(s.backend)
 		return false
 	}
 	if err := resetBackend(s, b.ServerResetQuery); err != nil {
@@ -110,12 +118,25 @@ func (p *backendPool) release(st *state, s *session) bool {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.closed || len(p.idle[s.reuseKey]) >= b.ReuseMaxIdle {
-		s.backend.Close()
+	// One cap for all keys together: every distinct set of startup
+	// parameters is a key, and idle backends count against the
+	// backend's own max_connections.
+	if p.closed || p.countLocked() >= b.ReuseMaxIdle {
+		terminate(s.backend)
 		return false
 	}
+	s.maxLifetime = b.ReuseMaxLifetime.Duration
 	p.idle[s.reuseKey] = append(p.idle[s.reuseKey], &idleBackend{s: s, since: time.Now()})
 	return true
+}
+
+// terminate ends a backend connection politely, with the Terminate
+// message a client would send, so PostgreSQL logs no "unexpected EOF".
+// Callers only use it on a connection that sits between messages.
+func terminate(c net.Conn) {
+	_ = c.SetWriteDeadline(time.Now().Add(time.Second))
+	_, _ = c.Write([]byte{'X', 0, 0, 0, 4})
+	c.Close()
 }
 
 // resetBackend runs the reset query and reads its answer up to an idle
@@ -178,8 +199,8 @@ func (p *backendPool) expire(now time.Time) {
 	for key, list := range p.idle {
 		kept := list[:0]
 		for _, ib := range list {
-			if now.Sub(ib.since) > ib.s.idleTimeout {
-				ib.s.backend.Close()
+			if now.Sub(ib.since) > ib.s.idleTimeout || now.Sub(ib.s.created) > ib.s.maxLifetime {
+				terminate(ib.s.backend)
 				continue
 			}
 			kept = append(kept, ib)
@@ -196,6 +217,10 @@ func (p *backendPool) expire(now time.Time) {
 func (p *backendPool) idleCount() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	return p.countLocked()
+}
+
+func (p *backendPool) countLocked() int {
 	n := 0
 	for _, l := range p.idle {
 		n += len(l)
@@ -214,7 +239,7 @@ func (p *backendPool) close() {
 	close(p.stop)
 	for _, list := range p.idle {
 		for _, ib := range list {
-			ib.s.backend.Close()
+			terminate(ib.s.backend)
 		}
 	}
 	p.idle = nil

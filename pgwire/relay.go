@@ -203,7 +203,11 @@ func relay(client net.Conn, clientR io.Reader, backend net.Conn, t *sessionTrack
 		if t.reusable() {
 			return up.n, down.n, true
 		}
-		backend.Close()
+		if t.client.atBoundary() && t.backend.atBoundary() {
+			terminate(backend)
+		} else {
+			backend.Close()
+		}
 		return up.n, down.n, false
 	}
 	// The first side to end ends the session: a client that drops, or a
@@ -219,7 +223,6 @@ func (c *clientConn) runSession(ctx context.Context, s *session) {
 	// sessions are PostgreSQL's business (idle_session_timeout).
 	_ = c.raw.SetDeadline(time.Time{})
 	c.srv.cancels.add(s.cancel)
-	defer c.srv.cancels.remove(s.cancel)
 	c.srv.setBackend(c, s.backend)
 	c.srv.metrics.sessionStarted()
 	defer c.srv.metrics.sessionEnded()
@@ -229,6 +232,9 @@ func (c *clientConn) runSession(ctx context.Context, s *session) {
 		tracker = newSessionTracker(s.params)
 	}
 	in, out, keep := relay(c.conn, c.r, s.backend, tracker)
+	// Before the backend can pass to another client, no cancel of this
+	// client's may still be on its way to it.
+	c.srv.cancels.remove(s.cancel)
 	c.srv.metrics.relayed(in, out)
 	reused := false
 	if keep {

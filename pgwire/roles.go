@@ -55,20 +55,30 @@ func (r *catalogRoles) IsMember(ctx context.Context, user, role string) (bool, e
 		return false, ctx.Err()
 	}
 	defer func() { <-r.slots }()
-	conn, err := r.get(ctx)
-	if err != nil {
-		return false, fmt.Errorf("catalog connection as %q: %w", r.cfg.User, err)
-	}
-	res := conn.ExecParams(ctx, membershipQuery, [][]byte{[]byte(user), []byte(role)}, nil, nil, nil).Read()
-	if res.Err != nil {
+	// A pooled connection may have died while idle (idle_session_timeout,
+	// a backend restart) without looking closed: on a connection-level
+	// failure, try once more on a fresh one.
+	for attempt := 0; ; attempt++ {
+		conn, err := r.get(ctx, attempt > 0)
+		if err != nil {
+			return false, fmt.Errorf("catalog connection as %q: %w", r.cfg.User, err)
+		}
+		res := conn.ExecParams(ctx, membershipQuery, [][]byte{[]byte(user), []byte(role)}, nil, nil, nil).Read()
+		if res.Err == nil {
+			r.put(conn)
+			return len(res.Rows) > 0, nil
+		}
 		conn.Close(context.Background())
-		return false, fmt.Errorf("role membership query: %w", res.Err)
+		if _, isPg := errors.AsType[*pgconn.PgError](res.Err); isPg || attempt > 0 || ctx.Err() != nil {
+			return false, fmt.Errorf("role membership query: %w", res.Err)
+		}
 	}
-	r.put(conn)
-	return len(res.Rows) > 0, nil
 }
 
-func (r *catalogRoles) get(ctx context.Context) (*pgconn.PgConn, error) {
+func (r *catalogRoles) get(ctx context.Context, fresh bool) (*pgconn.PgConn, error) {
+	if fresh {
+		return pgconn.ConnectConfig(ctx, r.cfg)
+	}
 	r.mu.Lock()
 	if n := len(r.idle); n > 0 {
 		c := r.idle[n-1]

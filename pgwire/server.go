@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -191,11 +192,20 @@ func (s *Server) Config() *config.Config { return s.state.Load().rt.Config }
 // Listen opens the configured listen_addresses.
 func (s *Server) Listen(ctx context.Context) ([]net.Listener, error) {
 	cfg := s.state.Load().rt.Config
+	// Zero means the operating system's default, as in postgresql.conf;
+	// crypto/net treats zero as its own 15 s / 15 s / 9 and -1 as "leave
+	// the OS setting alone".
+	osDefault := func(v int) int {
+		if v == 0 {
+			return -1
+		}
+		return v
+	}
 	lc := net.ListenConfig{KeepAliveConfig: net.KeepAliveConfig{
 		Enable:   true,
-		Idle:     time.Duration(cfg.TCPKeepalivesIdle) * time.Second,
-		Interval: time.Duration(cfg.TCPKeepalivesInterval) * time.Second,
-		Count:    cfg.TCPKeepalivesCount,
+		Idle:     time.Duration(osDefault(cfg.TCPKeepalivesIdle)) * time.Second,
+		Interval: time.Duration(osDefault(cfg.TCPKeepalivesInterval)) * time.Second,
+		Count:    osDefault(cfg.TCPKeepalivesCount),
 	}}
 	var lns []net.Listener
 	for _, addr := range cfg.ListenAddrs() {
@@ -251,13 +261,32 @@ func (s *Server) Serve(ln net.Listener) error {
 			raw.Close()
 			continue
 		}
+		// Add under the lock that Shutdown takes, so that Wait can
+		// never miss a connection accepted just before the listener
+		// closed.
+		s.mu.Lock()
+		if s.closing {
+			s.mu.Unlock()
+			<-s.startupSlots
+			raw.Close()
+			continue
+		}
 		s.wg.Add(1)
+		s.mu.Unlock()
 		go s.handle(raw)
 	}
 }
 
 func (s *Server) handle(raw net.Conn) {
 	defer s.wg.Done()
+	// A bug in one connection's handling must not take every session
+	// down with it: log it and drop that connection only.
+	defer func() {
+		if r := recover(); r != nil {
+			s.log.Error("panic while handling a connection", slog.Any("panic", r), slog.String("stack", string(debug.Stack())))
+			raw.Close()
+		}
+	}()
 	released := false
 	releaseStartup := func() {
 		if !released {
@@ -400,15 +429,25 @@ func (s *Server) Close() error {
 
 func (s *Server) closeAll() int {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	s.forced = true
+	var conns []net.Conn
 	for c := range s.conns {
-		c.raw.Close()
+		conns = append(conns, c.raw)
 		if c.backend != nil {
-			c.backend.Close()
+			conns = append(conns, c.backend)
 		}
 	}
-	return len(s.conns)
+	n := len(s.conns)
+	s.mu.Unlock()
+	// Close outside the lock: closing a TLS connection may wait to send
+	// close_notify, and untrack/setBackend need the lock meanwhile.
+	for _, c := range conns {
+		if tc, ok := c.(*tls.Conn); ok {
+			c = tc.NetConn()
+		}
+		c.Close()
+	}
+	return n
 }
 
 // Serving reports whether the server accepts connections: at least one

@@ -159,20 +159,11 @@ func parseStartup(body []byte) (*startupInfo, error) {
 		case n == "database":
 			s.database = v
 		case n == "replication":
-			switch {
-			case v == "database":
-				s.replication = replicationLogical
-			default:
-				b, ok := parseBool(v)
-				if !ok {
-					e := fatal(codeInvalidParameterValue, "bad_startup_packet", "invalid value for parameter \"%s\": \"%s\"", "replication", v)
-					e.Hint = `Valid values are: "false", 0, "true", 1, "database".`
-					return nil, e
-				}
-				if b {
-					s.replication = replicationPhysical
-				}
+			mode, err := parseReplication(v)
+			if err != nil {
+				return nil, err
 			}
+			s.replication = mode
 			s.params = append(s.params, [2]string{n, v})
 		case strings.HasPrefix(n, "_pq_."):
 			s.pqOptions = append(s.pqOptions, n)
@@ -183,8 +174,16 @@ func parseStartup(body []byte) (*startupInfo, error) {
 	if !terminated {
 		return nil, fatal(codeProtocolViolation, "bad_startup_packet", "invalid startup packet layout: expected terminator as last byte")
 	}
+	return s, nil
+}
+
+// normalize applies what ProcessStartupPacket does after it has answered
+// with NegotiateProtocolVersion: a user is required, the database defaults
+// to the user (a physical walsender has none), and both are cut to 63
+// bytes. Explain runs it too, so it cannot drift from live connections.
+func (s *startupInfo) normalize() error {
 	if s.user == "" {
-		return nil, fatal(codeInvalidAuthorization, "bad_startup_packet", "no PostgreSQL user name specified in startup packet")
+		return fatal(codeInvalidAuthorization, "bad_startup_packet", "no PostgreSQL user name specified in startup packet")
 	}
 	if s.database == "" {
 		s.database = s.user
@@ -195,7 +194,25 @@ func parseStartup(body []byte) (*startupInfo, error) {
 	}
 	s.user = truncateName(s.user)
 	s.database = truncateName(s.database)
-	return s, nil
+	return nil
+}
+
+// parseReplication reads the replication startup parameter: a boolean or
+// "database", as ProcessStartupPacket does.
+func parseReplication(v string) (replicationMode, error) {
+	if v == "database" {
+		return replicationLogical, nil
+	}
+	b, ok := parseBool(v)
+	if !ok {
+		e := fatal(codeInvalidParameterValue, "bad_startup_packet", "invalid value for parameter \"%s\": \"%s\"", "replication", v)
+		e.Hint = `Valid values are: "false", 0, "true", 1, "database".`
+		return replicationNone, e
+	}
+	if b {
+		return replicationPhysical, nil
+	}
+	return replicationNone, nil
 }
 
 // truncateName cuts a name to NAMEDATALEN-1 bytes, as PostgreSQL does in
@@ -210,7 +227,8 @@ func truncateName(s string) string {
 // parseBool mirrors PostgreSQL's parse_bool: case-insensitive unique
 // prefixes of true/false/yes/no, on/off (at least two letters), 1/0.
 func parseBool(v string) (bool, bool) {
-	s := strings.ToLower(strings.TrimSpace(v))
+	// No trimming: parse_bool_with_len refuses " true".
+	s := strings.ToLower(v)
 	if s == "" {
 		return false, false
 	}

@@ -65,6 +65,9 @@ func TestParseStartup(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			si, err := parseStartup(tc.msg[4:])
+			if err == nil {
+				err = si.normalize()
+			}
 			if tc.wantErr != "" {
 				if err == nil || err.Error() != tc.wantErr {
 					t.Fatalf("got %v, want %s", err, tc.wantErr)
@@ -222,6 +225,31 @@ func TestNegotiation(t *testing.T) {
 		c.Write(startupMsg(3<<16, "user", "alice"))
 		if e := readError(t, c); e.Code != "28000" {
 			t.Fatalf("after N: %s %s", e.Code, e.Message)
+		}
+	})
+	t.Run("plaintext after GSSENCRequest", func(t *testing.T) {
+		c := ts.dial(t)
+		c.Write(append(special(gssEncRequestCode), startupMsg(3<<16, "user", "alice")...))
+		b := make([]byte, 1)
+		if _, err := io.ReadFull(c, b); err != nil || b[0] != 'N' {
+			t.Fatalf("got %q %v, want N", b, err)
+		}
+		e := readError(t, c)
+		if e.Code != "08P01" || e.Message != "received unencrypted data after GSSAPI encryption request" || e.Detail == "" {
+			t.Fatalf("got %s %s (%s)", e.Code, e.Message, e.Detail)
+		}
+	})
+	t.Run("NegotiateProtocolVersion comes before the user check", func(t *testing.T) {
+		c := ts.dial(t)
+		c.Write(startupMsg(3<<16, "database", "d", "_pq_.x", "1"))
+		fe := pgproto3.NewFrontend(c, io.Discard)
+		msg, err := fe.Receive()
+		if _, ok := msg.(*pgproto3.NegotiateProtocolVersion); err != nil || !ok {
+			t.Fatalf("first message %T %v, want NegotiateProtocolVersion", msg, err)
+		}
+		msg, err = fe.Receive()
+		if e, ok := msg.(*pgproto3.ErrorResponse); err != nil || !ok || e.Code != "28000" {
+			t.Fatalf("second message %#v %v, want 28000", msg, err)
 		}
 	})
 	t.Run("unsupported protocol", func(t *testing.T) {
