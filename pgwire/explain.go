@@ -42,7 +42,7 @@ func Explain(ctx context.Context, rt *config.Runtime, req ExplainRequest, w io.W
 	if req.Replication != "" {
 		mode, err := parseReplication(req.Replication)
 		if err != nil {
-			return false, err
+			return false, fmt.Errorf("invalid replication value %q (true, false, database)", req.Replication)
 		}
 		si.replication = mode
 	}
