@@ -322,13 +322,22 @@ func matrixAppRows(t *testing.T, ctx context.Context, w *world, query string) []
 // "postgresql" (direct TLS clients; libpq 15 and SSLRequest clients offer
 // none).
 func matrixALPNCount(w *world) int {
-	n := 0
+	n, _ := matrixAuthCounts(w)
+	return n
+}
+
+// matrixAuthCounts counts "connection authorized" events: those with ALPN
+// postgresql, and all of them.
+func matrixAuthCounts(w *world) (alpn, all int) {
 	for _, line := range strings.Split(w.logBuf.String(), "\n") {
-		if strings.Contains(line, `msg="connection authorized"`) && strings.Contains(line, "alpn=postgresql") {
-			n++
+		if strings.Contains(line, `msg="connection authorized"`) {
+			all++
+			if strings.Contains(line, "alpn=postgresql") {
+				alpn++
+			}
 		}
 	}
-	return n
+	return alpn, all
 }
 
 // matrixPsql drives psql: COPY with \copy (COPY ... TO STDOUT / FROM STDIN
@@ -467,7 +476,7 @@ func matrixPgx(t *testing.T, w *world, table, extra string, keyLen int) string {
 	t.Logf("version %s", version)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	alpnBefore := matrixALPNCount(w)
+	alpnBefore, authBefore := matrixAuthCounts(w)
 	cfg, err := pgconn.ParseConfig(matrixConninfo(w, extra+" application_name=matrix-pgx"))
 	if err != nil {
 		t.Fatal(err)
@@ -481,6 +490,9 @@ func matrixPgx(t *testing.T, w *world, table, extra string, keyLen int) string {
 		t.Errorf("cancel key is %d bytes, want %d (%s)", got, keyLen, extra)
 	}
 	direct := strings.Contains(extra, "sslnegotiation=direct")
+	// The proxy logs the auth event just after it greets the client:
+	// wait for this connection's event before counting.
+	waitUntil(t, "the auth event", 10*time.Second, func() bool { _, all := matrixAuthCounts(w); return all > authBefore })
 	if got := matrixALPNCount(w) - alpnBefore; (got > 0) != direct {
 		t.Errorf("%d new connections with ALPN postgresql; want ALPN exactly when sslnegotiation=direct", got)
 	}

@@ -32,6 +32,8 @@ type session struct {
 	// bounds a kept backend's age (reuse_max_lifetime).
 	created     time.Time
 	maxLifetime time.Duration
+	// greeting is what the client gets when the session starts.
+	greeting []byte
 }
 
 // connectBackend opens the backend connection as the client's user and
@@ -147,10 +149,9 @@ func (c *clientConn) greet(s *session, notices []*pgconn.Notice) (*session, erro
 	}
 	buf, _ = (&pgproto3.BackendKeyData{ProcessID: s.cancel.pid, SecretKey: key}).Encode(buf)
 	buf, _ = (&pgproto3.ReadyForQuery{TxStatus: 'I'}).Encode(buf)
-	if _, err := c.conn.Write(buf); err != nil {
-		s.backend.Close()
-		return nil, errSilentClose
-	}
+	// Sent by runSession, after the auth event is logged: a client that
+	// has its ReadyForQuery can rely on the event being written.
+	s.greeting = buf
 	c.note(slog.Uint64("backend_pid", uint64(s.cancel.pid)))
 	return s, nil
 }

@@ -219,6 +219,13 @@ func relay(client net.Conn, clientR io.Reader, backend net.Conn, t *sessionTrack
 
 // runSession relays an authenticated session and logs its end.
 func (c *clientConn) runSession(ctx context.Context, s *session) {
+	// The greeting still goes out under the authentication deadline.
+	if _, err := c.conn.Write(s.greeting); err != nil {
+		// The client left before its greeting: the backend never saw
+		// a query and sits between messages.
+		terminate(s.backend)
+		return
+	}
 	// Authentication is over: its deadline no longer applies. Idle
 	// sessions are PostgreSQL's business (idle_session_timeout).
 	_ = c.raw.SetDeadline(time.Time{})
