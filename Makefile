@@ -8,7 +8,7 @@ FUZZ_TARGETS := \
 	./hba:FuzzTokenize ./hba:FuzzParse \
 	./identmap:FuzzParse ./internal/are:FuzzTranslateRegex \
 	./certauth:FuzzFormatDN \
-	./pgwire:FuzzStartup ./pgwire:FuzzFrameScanner
+	./pgwire:FuzzStartup ./pgwire:FuzzFrameScanner ./pgwire:FuzzRefuseForgedIdentity
 
 .PHONY: all build test unit integration vet deps demo fuzz soak bench bench-deps clean
 
