@@ -71,7 +71,7 @@ demo: build
 # soak runs the load and leak tests at full size (1,000 slow clients,
 # 20,000 connect/disconnect cycles); make test runs them reduced.
 soak:
-	PGCERTGATE_SOAK=1 $(GO) test -race -count=1 -timeout 90m -v -run 'TestSlowClients|TestResourceStability' ./integration/
+	SOAK_FULL=1 $(GO) test -race -count=1 -timeout 90m -v -run 'TestSlowClients|TestResourceStability' ./integration/
 
 # fuzz runs every fuzz target for FUZZTIME each (make fuzz FUZZTIME=10m).
 fuzz:

@@ -1,99 +1,14 @@
 package hba
 
 import (
-	"bufio"
 	"errors"
-	"os"
 	"strconv"
 	"strings"
 	"testing"
 	"testing/fstest"
+
+	"github.com/pgcertgate/pgcertgate/hba/hbatest"
 )
-
-// invalidCase is one case of testdata/invalid_lines.txt (the format is
-// described at the top of that file).
-type invalidCase struct {
-	name  string
-	file  []string
-	aux   map[string][]string
-	at    string // "pg_hba.conf:N" or "NAME:N"
-	err   string
-	pg15  string
-	flags []string
-}
-
-func readInvalidCases(t *testing.T) []invalidCase {
-	t.Helper()
-	f, err := os.Open("testdata/invalid_lines.txt")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	var cases []invalidCase
-	var cur *invalidCase
-	sc := bufio.NewScanner(f)
-	n := 0
-	for sc.Scan() {
-		n++
-		line := sc.Text()
-		if strings.TrimSpace(line) == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
-		dir, arg, _ := strings.Cut(line, " ")
-		if dir != "case" && cur == nil {
-			t.Fatalf("invalid_lines.txt:%d: %q outside a case", n, dir)
-		}
-		switch dir {
-		case "case":
-			cur = &invalidCase{name: arg, aux: map[string][]string{}}
-		case "file":
-			cur.file = append(cur.file, arg)
-		case "aux":
-			name, text, _ := strings.Cut(arg, " ")
-			cur.aux[name] = append(cur.aux[name], text)
-		case "line":
-			if !strings.Contains(arg, ":") {
-				arg = "pg_hba.conf:" + arg
-			}
-			cur.at = arg
-		case "error":
-			cur.err = arg
-		case "pg15":
-			cur.pg15 = arg
-		case "flag":
-			switch arg {
-			case "pg15-differs", "pgcertgate-only", "pg18-config":
-			default:
-				t.Fatalf("invalid_lines.txt:%d: unknown flag %q", n, arg)
-			}
-			cur.flags = append(cur.flags, arg)
-		case "end":
-			if cur.at == "" || cur.err == "" || cur.pg15 == "" || len(cur.file) == 0 {
-				t.Fatalf("invalid_lines.txt:%d: case %q is incomplete", n, cur.name)
-			}
-			cases = append(cases, *cur)
-			cur = nil
-		default:
-			t.Fatalf("invalid_lines.txt:%d: unknown directive %q", n, dir)
-		}
-	}
-	if err := sc.Err(); err != nil {
-		t.Fatal(err)
-	}
-	if cur != nil {
-		t.Fatalf("invalid_lines.txt: case %q has no end", cur.name)
-	}
-	return cases
-}
-
-func (c invalidCase) has(flag string) bool {
-	for _, f := range c.flags {
-		if f == flag {
-			return true
-		}
-	}
-	return false
-}
 
 const testDir = "/etc/pg"
 
@@ -101,15 +16,18 @@ const testDir = "/etc/pg"
 // checks that exactly one error is reported, at the right file and line,
 // with PostgreSQL's message.
 func TestInvalidLines(t *testing.T) {
-	cases := readInvalidCases(t)
+	cases, err := hbatest.ReadInvalidCases("testdata/invalid_lines.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
 	if len(cases) < 40 {
 		t.Fatalf("only %d cases; want at least 40", len(cases))
 	}
 	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
+		t.Run(c.Name, func(t *testing.T) {
 			m := fstest.MapFS{}
-			m[strings.TrimPrefix(testDir, "/")+"/pg_hba.conf"] = &fstest.MapFile{Data: []byte(strings.Join(c.file, "\n") + "\n")}
-			for name, lines := range c.aux {
+			m[strings.TrimPrefix(testDir, "/")+"/pg_hba.conf"] = &fstest.MapFile{Data: []byte(strings.Join(c.File, "\n") + "\n")}
+			for name, lines := range c.Aux {
 				m[strings.TrimPrefix(testDir, "/")+"/"+name] = &fstest.MapFile{Data: []byte(strings.Join(lines, "\n") + "\n")}
 			}
 			conf, err := Load(testDir+"/pg_hba.conf", ReadOptions{FS: NewFS(m)})
@@ -127,17 +45,16 @@ func TestInvalidLines(t *testing.T) {
 			if !errors.As(errs[0], &he) {
 				t.Fatalf("error %T is not *hba.Error", errs[0])
 			}
-			file, line, _ := strings.Cut(c.at, ":")
-			wantLine, _ := strconv.Atoi(line)
-			wantMsg := strings.ReplaceAll(c.err, "$DIR", testDir)
-			if he.File != testDir+"/"+file || he.Line != wantLine || he.Msg != wantMsg {
-				t.Errorf("got  %s:%d: %s\nwant %s:%d: %s", he.File, he.Line, he.Msg, testDir+"/"+file, wantLine, wantMsg)
+			wantFile := testDir + "/" + c.ErrFile
+			wantMsg := strings.ReplaceAll(c.Err, "$DIR", testDir)
+			if he.File != wantFile || he.Line != c.Line || he.Msg != wantMsg {
+				t.Errorf("got  %s:%d: %s\nwant %s:%d: %s", he.File, he.Line, he.Msg, wantFile, c.Line, wantMsg)
 			}
-			if want := he.File + ":" + line + ": " + wantMsg; he.Error() != want {
+			if want := he.File + ":" + strconv.Itoa(c.Line) + ": " + wantMsg; he.Error() != want {
 				t.Errorf("Error() = %q, want %q", he.Error(), want)
 			}
-			if differs := c.pg15 != c.err && c.pg15 != "<null>"; differs != c.has("pg15-differs") {
-				t.Errorf("pg15-differs flag is %v, but pg15 %q vs error %q", c.has("pg15-differs"), c.pg15, c.err)
+			if differs := c.PG15 != c.Err && c.PG15 != "<null>"; differs != c.Has("pg15-differs") {
+				t.Errorf("pg15-differs flag is %v, but pg15 %q vs error %q", c.Has("pg15-differs"), c.PG15, c.Err)
 			}
 		})
 	}

@@ -539,6 +539,19 @@ func parseAuthOpt(e *Entry, st *optState, name, val string) string {
 		}
 		return ""
 	}
+	// radiusList is what hba.c repeats for each of the four RADIUS list
+	// options: REQUIRE_AUTH_OPTION(uaRADIUS, ...), then SplitGUCList of the
+	// value, refused as bad followed by the quoted value.
+	radiusList := func(bad string) ([]string, string) {
+		if msg := require(MethodRADIUS, "radius"); msg != "" {
+			return nil, msg
+		}
+		list, ok := splitGUCList(val)
+		if !ok {
+			return nil, bad + " " + pgQuote(val)
+		}
+		return list, ""
+	}
 	switch name {
 	case "map":
 		switch m {
@@ -633,23 +646,17 @@ func parseAuthOpt(e *Entry, st *optState, name, val string) string {
 			return onlyValidFor(name, "sspi")
 		}
 	case "radiusservers":
-		if msg := require(MethodRADIUS, "radius"); msg != "" {
+		list, msg := radiusList("could not parse RADIUS server list")
+		if msg != "" {
 			return msg
-		}
-		list, ok := splitGUCList(val)
-		if !ok {
-			return fmt.Sprintf("could not parse RADIUS server list %s", pgQuote(val))
 		}
 		// PostgreSQL also resolves every server name here; a pure package
 		// cannot, so unresolvable names are accepted.
 		st.radiusServers, st.radiusServersSet = list, true
 	case "radiusports":
-		if msg := require(MethodRADIUS, "radius"); msg != "" {
+		list, msg := radiusList("invalid RADIUS port number:")
+		if msg != "" {
 			return msg
-		}
-		list, ok := splitGUCList(val)
-		if !ok {
-			return fmt.Sprintf("invalid RADIUS port number: %s", pgQuote(val))
 		}
 		for _, p := range list {
 			if atoi(p) == 0 {
@@ -658,21 +665,15 @@ func parseAuthOpt(e *Entry, st *optState, name, val string) string {
 		}
 		st.radiusPorts = list
 	case "radiussecrets":
-		if msg := require(MethodRADIUS, "radius"); msg != "" {
+		list, msg := radiusList("could not parse RADIUS secret list")
+		if msg != "" {
 			return msg
-		}
-		list, ok := splitGUCList(val)
-		if !ok {
-			return fmt.Sprintf("could not parse RADIUS secret list %s", pgQuote(val))
 		}
 		st.radiusSecrets, st.radiusSecretsSet = list, true
 	case "radiusidentifiers":
-		if msg := require(MethodRADIUS, "radius"); msg != "" {
+		list, msg := radiusList("could not parse RADIUS identifiers list")
+		if msg != "" {
 			return msg
-		}
-		list, ok := splitGUCList(val)
-		if !ok {
-			return fmt.Sprintf("could not parse RADIUS identifiers list %s", pgQuote(val))
 		}
 		st.radiusIdentifiers = list
 	case "issuer":

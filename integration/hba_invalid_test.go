@@ -1,7 +1,6 @@
 package integration
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -14,6 +13,7 @@ import (
 	"time"
 
 	"github.com/pgcertgate/pgcertgate/hba"
+	"github.com/pgcertgate/pgcertgate/hba/hbatest"
 	"github.com/pgcertgate/pgcertgate/internal/pgcluster"
 )
 
@@ -25,87 +25,14 @@ import (
 // superuser's Unix-socket sessions). pgcertgate's loader reads the very
 // same files.
 
-// hbaInvCase is one case of invalid_lines.txt; the format is documented at
-// the top of that file. hba/invalid_test.go parses it too (in package hba,
-// unexported), so the two parsers are kept equally strict.
-type hbaInvCase struct {
-	name    string
-	file    []string
-	aux     map[string][]string
-	errFile string // where the error is reported: "pg_hba.conf" or an aux name
-	line    int
-	err     string
-	pg15    string
-}
-
 const hbaInvCasesPath = "../hba/testdata/invalid_lines.txt"
 
-func hbaReadInvalidCases(t *testing.T) []hbaInvCase {
+// hbaReadInvalidCases reads the cases shared with hba's own unit tests.
+func hbaReadInvalidCases(t *testing.T) []hbatest.Case {
 	t.Helper()
-	f, err := os.Open(hbaInvCasesPath)
+	cases, err := hbatest.ReadInvalidCases(hbaInvCasesPath)
 	if err != nil {
 		t.Fatal(err)
-	}
-	defer f.Close()
-	var cases []hbaInvCase
-	var cur *hbaInvCase
-	sc := bufio.NewScanner(f)
-	n := 0
-	for sc.Scan() {
-		n++
-		text := sc.Text()
-		if strings.TrimSpace(text) == "" || strings.HasPrefix(text, "#") {
-			continue
-		}
-		dir, arg, _ := strings.Cut(text, " ")
-		if dir != "case" && cur == nil {
-			t.Fatalf("invalid_lines.txt:%d: %q outside a case", n, dir)
-		}
-		switch dir {
-		case "case":
-			if cur != nil {
-				t.Fatalf("invalid_lines.txt:%d: case %q has no end", n, cur.name)
-			}
-			cur = &hbaInvCase{name: arg, aux: map[string][]string{}}
-		case "file":
-			cur.file = append(cur.file, arg)
-		case "aux":
-			name, body, _ := strings.Cut(arg, " ")
-			cur.aux[name] = append(cur.aux[name], body)
-		case "line":
-			file, num, ok := strings.Cut(arg, ":")
-			if !ok {
-				file, num = "pg_hba.conf", arg
-			}
-			cur.errFile = file
-			if cur.line, err = strconv.Atoi(num); err != nil || cur.line < 1 {
-				t.Fatalf("invalid_lines.txt:%d: bad line %q", n, arg)
-			}
-		case "error":
-			cur.err = arg
-		case "pg15":
-			cur.pg15 = arg
-		case "flag":
-			switch arg {
-			case "pg15-differs", "pgcertgate-only", "pg18-config":
-			default:
-				t.Fatalf("invalid_lines.txt:%d: unknown flag %q", n, arg)
-			}
-		case "end":
-			if cur.line == 0 || cur.err == "" || cur.pg15 == "" || len(cur.file) == 0 {
-				t.Fatalf("invalid_lines.txt:%d: case %q is incomplete", n, cur.name)
-			}
-			cases = append(cases, *cur)
-			cur = nil
-		default:
-			t.Fatalf("invalid_lines.txt:%d: unknown directive %q", n, dir)
-		}
-	}
-	if err := sc.Err(); err != nil {
-		t.Fatal(err)
-	}
-	if cur != nil {
-		t.Fatalf("invalid_lines.txt: case %q has no end", cur.name)
 	}
 	return cases
 }
@@ -172,14 +99,14 @@ func hbaFileRules(t *testing.T, c *pgcluster.Cluster) []hbaFileRule {
 
 // hbaInvExpectPG15 returns the pg_hba_file_rules rows (other than loaded
 // ones) that a case's pg15 value predicts at line.
-func hbaInvExpectPG15(c hbaInvCase, dir string, line int) []hbaFileRule {
-	switch c.pg15 {
+func hbaInvExpectPG15(c hbatest.Case, dir string, line int) []hbaFileRule {
+	switch c.PG15 {
 	case "<accepted>":
 		return nil
 	case "<null>":
 		return []hbaFileRule{{line: line}}
 	}
-	return []hbaFileRule{{line: line, hasError: true, err: strings.ReplaceAll(c.pg15, "$DIR", dir)}}
+	return []hbaFileRule{{line: line, hasError: true, err: strings.ReplaceAll(c.PG15, "$DIR", dir)}}
 }
 
 // hbaProblemRows keeps the rows that are not cleanly loaded lines.
@@ -229,11 +156,11 @@ func TestHBAInvalidLinesAgainstPostgres(t *testing.T) {
 	dir := c.DataDir()
 	compared, loaded := 0, 0
 	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			if err := c.WriteHBA(strings.Join(tc.file, "\n") + "\n"); err != nil {
+		t.Run(tc.Name, func(t *testing.T) {
+			if err := c.WriteHBA(strings.Join(tc.File, "\n") + "\n"); err != nil {
 				t.Fatal(err)
 			}
-			for name, lines := range tc.aux {
+			for name, lines := range tc.Aux {
 				if err := c.WriteFile(name, []byte(strings.Join(lines, "\n")+"\n"), 0o600); err != nil {
 					t.Fatal(err)
 				}
@@ -241,12 +168,12 @@ func TestHBAInvalidLinesAgainstPostgres(t *testing.T) {
 			}
 
 			// PostgreSQL 15.
-			if tc.pg15 != "<skip>" {
-				if tc.errFile != "pg_hba.conf" {
-					t.Fatalf("pg15 %q given for an error in %s, which 15 cannot read", tc.pg15, tc.errFile)
+			if tc.PG15 != "<skip>" {
+				if tc.ErrFile != "pg_hba.conf" {
+					t.Fatalf("pg15 %q given for an error in %s, which 15 cannot read", tc.PG15, tc.ErrFile)
 				}
 				got := hbaProblemRows(hbaFileRules(t, c))
-				want := hbaInvExpectPG15(tc, dir, tc.line)
+				want := hbaInvExpectPG15(tc, dir, tc.Line)
 				if !hbaSameRules(got, want) {
 					t.Errorf("PostgreSQL 15 pg_hba_file_rules:\n got %v\nwant %v", got, want)
 				} else {
@@ -267,10 +194,10 @@ func TestHBAInvalidLinesAgainstPostgres(t *testing.T) {
 			if !errors.As(errs[0], &he) {
 				t.Fatalf("hba.Load error %T is not an *hba.Error: %v", errs[0], errs[0])
 			}
-			wantFile := filepath.Join(dir, tc.errFile)
-			wantMsg := strings.ReplaceAll(tc.err, "$DIR", dir)
-			if he.File != wantFile || he.Line != tc.line || he.Msg != wantMsg {
-				t.Errorf("hba.Load:\n got %s:%d: %s\nwant %s:%d: %s", he.File, he.Line, he.Msg, wantFile, tc.line, wantMsg)
+			wantFile := filepath.Join(dir, tc.ErrFile)
+			wantMsg := strings.ReplaceAll(tc.Err, "$DIR", dir)
+			if he.File != wantFile || he.Line != tc.Line || he.Msg != wantMsg {
+				t.Errorf("hba.Load:\n got %s:%d: %s\nwant %s:%d: %s", he.File, he.Line, he.Msg, wantFile, tc.Line, wantMsg)
 			} else {
 				loaded++
 			}
@@ -286,24 +213,24 @@ func TestHBAInvalidLinesAgainstPostgres(t *testing.T) {
 // hbaInvCombined builds one pg_hba.conf out of every case that needs no
 // other file: the cases' lines one after another. It returns the text and,
 // per case, the line its error is expected at.
-func hbaInvCombined(cases []hbaInvCase) (string, []hbaInvCase, []int) {
+func hbaInvCombined(cases []hbatest.Case) (string, []hbatest.Case, []int) {
 	var b strings.Builder
-	var used []hbaInvCase
+	var used []hbatest.Case
 	var at []int
 	offset := 0
 	for _, c := range cases {
-		if len(c.aux) > 0 || c.errFile != "pg_hba.conf" || strings.HasPrefix(c.file[0], "include") {
+		if len(c.Aux) > 0 || c.ErrFile != "pg_hba.conf" || strings.HasPrefix(c.File[0], "include") {
 			// Includes would read the combined file itself (or other
 			// files); they are covered one by one.
 			continue
 		}
-		for _, l := range c.file {
+		for _, l := range c.File {
 			b.WriteString(l)
 			b.WriteByte('\n')
 		}
 		used = append(used, c)
-		at = append(at, offset+c.line)
-		offset += len(c.file)
+		at = append(at, offset+c.Line)
+		offset += len(c.File)
 	}
 	return b.String(), used, at
 }
@@ -325,7 +252,7 @@ func TestHBAInvalidLinesCombined(t *testing.T) {
 		}
 		var want []hbaFileRule
 		for i, tc := range used {
-			if tc.pg15 != "<skip>" {
+			if tc.PG15 != "<skip>" {
 				want = append(want, hbaInvExpectPG15(tc, c.DataDir(), at[i])...)
 			}
 		}
@@ -341,7 +268,7 @@ func TestHBAInvalidLinesCombined(t *testing.T) {
 		hbaPath := filepath.Join(dir, "pg_hba.conf")
 		var want []string
 		for i, tc := range used {
-			want = append(want, fmt.Sprintf("%s:%d: %s", hbaPath, at[i], strings.ReplaceAll(tc.err, "$DIR", dir)))
+			want = append(want, fmt.Sprintf("%s:%d: %s", hbaPath, at[i], strings.ReplaceAll(tc.Err, "$DIR", dir)))
 		}
 		stdout, stderr, code := hbaRunBinary(t, "check", "--config", filepath.Join(dir, "pgcertgate.toml"))
 		if code != 1 {
