@@ -94,14 +94,7 @@ func TestDifferential(t *testing.T) {
 	compared := 0
 	for _, tc := range diffCases {
 		t.Run(tc.name, func(t *testing.T) {
-			pg := w.attempt(direct, tc.conn)
-			gate := w.attempt(proxy, tc.conn)
-			if pg.String() != tc.want {
-				t.Errorf("PostgreSQL: got %q, want %q (raw: %s)", pg, tc.want, pg.raw)
-			}
-			if gate.String() != pg.String() {
-				t.Errorf("pgcertgate differs from PostgreSQL:\n  postgres:   %s\n  pgcertgate: %s (raw: %s)", pg, gate, gate.raw)
-			}
+			w.differ(t, tc.conn, tc.want)
 			compared++
 		})
 	}

@@ -377,6 +377,20 @@ func (w *world) attempt(tg target, c conn) outcome {
 	return outcome{ok: true, user: string(res.Rows[0][0])}
 }
 
+// differ makes the same attempt against PostgreSQL and pgcertgate and
+// requires PostgreSQL to give want and pgcertgate to give the same.
+func (w *world) differ(t *testing.T, c conn, want string) {
+	t.Helper()
+	pg := w.attempt(direct, c)
+	gate := w.attempt(proxy, c)
+	if pg.String() != want {
+		t.Errorf("PostgreSQL: got %q, want %q (raw: %s)", pg, want, pg.raw)
+	}
+	if gate.String() != pg.String() {
+		t.Errorf("pgcertgate differs from PostgreSQL:\n  postgres:   %s\n  pgcertgate: %s (raw: %s)", pg, gate, gate.raw)
+	}
+}
+
 func classify(err error) outcome {
 	o := outcome{raw: err.Error()}
 	if pgErr, ok := errors.AsType[*pgconn.PgError](err); ok {

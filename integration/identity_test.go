@@ -39,14 +39,7 @@ func identRun(t *testing.T, w *world, cases []identCase) int {
 	n := 0
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			pg := w.attempt(direct, tc.conn)
-			gate := w.attempt(proxy, tc.conn)
-			if pg.String() != tc.want {
-				t.Errorf("PostgreSQL: got %q, want %q (raw: %s)", pg, tc.want, pg.raw)
-			}
-			if gate.String() != pg.String() {
-				t.Errorf("pgcertgate differs from PostgreSQL:\n  postgres:   %s\n  pgcertgate: %s (raw: %s)", pg, gate, gate.raw)
-			}
+			w.differ(t, tc.conn, tc.want)
 			for _, want := range tc.logs {
 				identWaitLog(t, w, want)
 			}

@@ -577,15 +577,15 @@ func opsExec(t *testing.T, ctx context.Context, pc *pgconn.PgConn, sql string) [
 	return results[len(results)-1].Rows
 }
 
-// opsHandshake runs one TLS handshake with a client certificate after an
-// SSLRequest, and reads until the server closes.
-func opsHandshake(t *testing.T, addr string, cert tls.Certificate) {
+// opsSSLRequest dials addr, sends an SSLRequest, expects 'S', and starts
+// TLS with cfg (the handshake is left to the caller).
+func opsSSLRequest(t *testing.T, addr string, cfg *tls.Config) *tls.Conn {
 	t.Helper()
 	c, err := net.DialTimeout("tcp", addr, 10*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
+	t.Cleanup(func() { c.Close() })
 	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
 	req := binary.BigEndian.AppendUint32(nil, 8)
 	req = binary.BigEndian.AppendUint32(req, 80877103)
@@ -596,12 +596,19 @@ func opsHandshake(t *testing.T, addr string, cert tls.Certificate) {
 	if _, err := io.ReadFull(c, answer[:]); err != nil || answer[0] != 'S' {
 		t.Fatalf("SSLRequest answer %q, %v", answer, err)
 	}
-	tc := tls.Client(c, &tls.Config{InsecureSkipVerify: true, Certificates: []tls.Certificate{cert}})
+	return tls.Client(c, cfg)
+}
+
+// opsHandshake runs one TLS handshake with a client certificate after an
+// SSLRequest, and reads until the server closes.
+func opsHandshake(t *testing.T, addr string, cert tls.Certificate) {
+	t.Helper()
+	tc := opsSSLRequest(t, addr, &tls.Config{InsecureSkipVerify: true, Certificates: []tls.Certificate{cert}})
 	if err := tc.Handshake(); err == nil {
 		// TLS 1.3: the server judges the certificate after the client's
 		// Finished; its alert arrives on the first read.
-		_, err = tc.Read(answer[:])
-		if err == nil {
+		var one [1]byte
+		if _, err := tc.Read(one[:]); err == nil {
 			t.Fatal("the server accepted the certificate")
 		}
 	}
@@ -611,22 +618,7 @@ func opsHandshake(t *testing.T, addr string, cert tls.Certificate) {
 // SSLRequest and a handshake that checks nothing.
 func opsServerCert(t *testing.T, addr string) *x509.Certificate {
 	t.Helper()
-	c, err := net.DialTimeout("tcp", addr, 10*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
-	req := binary.BigEndian.AppendUint32(nil, 8)
-	req = binary.BigEndian.AppendUint32(req, 80877103)
-	if _, err := c.Write(req); err != nil {
-		t.Fatal(err)
-	}
-	var answer [1]byte
-	if _, err := io.ReadFull(c, answer[:]); err != nil || answer[0] != 'S' {
-		t.Fatalf("SSLRequest answer %q, %v", answer, err)
-	}
-	tc := tls.Client(c, &tls.Config{InsecureSkipVerify: true})
+	tc := opsSSLRequest(t, addr, &tls.Config{InsecureSkipVerify: true})
 	if err := tc.Handshake(); err != nil {
 		t.Fatal(err)
 	}
