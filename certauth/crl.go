@@ -389,3 +389,35 @@ func splitDirs(s string) []string {
 	}
 	return out
 }
+
+// CRLNextUpdates returns, per CRL issuer (its RFC 2253 DN), the latest
+// nextUpdate among the CRLs the verifier loaded from ssl_ca_file and
+// ssl_crl_file: what an expiry alert needs, since an expired CRL fails
+// every handshake for its issuer's certificates.
+func (v *Verifier) CRLNextUpdates() map[string]time.Time {
+	return nextUpdates(v.crls.crls)
+}
+
+// CRLFileNextUpdates is CRLNextUpdates for one PEM file's contents (an
+// ssl_crl_dir entry), read with the parser verification uses.
+func CRLFileNextUpdates(data []byte) map[string]time.Time {
+	crls, _, _ := parsePEMBundle(data, false)
+	return nextUpdates(crls)
+}
+
+func nextUpdates(crls []*crlInfo) map[string]time.Time {
+	out := make(map[string]time.Time)
+	for _, c := range crls {
+		if c.crl.NextUpdate.IsZero() {
+			continue
+		}
+		issuer, err := FormatDN(c.crl.RawIssuer)
+		if err != nil {
+			continue
+		}
+		if c.crl.NextUpdate.After(out[issuer]) {
+			out[issuer] = c.crl.NextUpdate
+		}
+	}
+	return out
+}

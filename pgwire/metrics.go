@@ -3,7 +3,6 @@ package pgwire
 import (
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"io"
 	"net"
@@ -175,7 +174,9 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 			}
 		}
 	}
-	merge(st.crlExpiry())
+	if v := st.rt.Verifier; v != nil {
+		merge(v.CRLNextUpdates())
+	}
 	merge(m.crlDirExpiry(st.rt.Config.SSLCRLDir))
 	for issuer, t := range next {
 		ch <- prometheus.MustNewConstMetric(m.crlNextUpdate, prometheus.GaugeValue, unixSeconds(t), issuer)
@@ -196,34 +197,6 @@ func serverLeaf(c tls.Certificate) *x509.Certificate {
 		return nil
 	}
 	return leaf
-}
-
-// crlNextUpdates returns the latest nextUpdate per issuer DN among the PEM
-// CRLs in data. Certificates and unparsable blocks are skipped: loading
-// has already refused a broken file.
-func crlNextUpdates(data []byte) map[string]time.Time {
-	out := make(map[string]time.Time)
-	for {
-		var b *pem.Block
-		b, data = pem.Decode(data)
-		if b == nil {
-			return out
-		}
-		if b.Type != "X509 CRL" {
-			continue
-		}
-		rl, err := x509.ParseRevocationList(b.Bytes)
-		if err != nil || rl.NextUpdate.IsZero() {
-			continue
-		}
-		issuer, err := certauth.FormatDN(rl.RawIssuer)
-		if err != nil {
-			continue
-		}
-		if rl.NextUpdate.After(out[issuer]) {
-			out[issuer] = rl.NextUpdate
-		}
-	}
 }
 
 // crlDirName matches OpenSSL's hashed CRL names (<hash>.r<n>).
@@ -261,7 +234,7 @@ func (m *Metrics) crlDirExpiry(dirs string) map[string]time.Time {
 				if err != nil {
 					continue
 				}
-				cached = crlFileExpiry{size: fi.Size(), modTime: fi.ModTime(), next: crlNextUpdates(data)}
+				cached = crlFileExpiry{size: fi.Size(), modTime: fi.ModTime(), next: certauth.CRLFileNextUpdates(data)}
 				m.crlDir[path] = cached
 			}
 			for issuer, t := range cached.next {
@@ -277,31 +250,6 @@ func (m *Metrics) crlDirExpiry(dirs string) map[string]time.Time {
 		}
 	}
 	return out
-}
-
-// crlExpiry is the latest nextUpdate per issuer among the CRLs that
-// ssl_ca_file and ssl_crl_file hold. Those are loaded once per
-// configuration, so they are parsed once per state, at the first scrape.
-func (st *state) crlExpiry() map[string]time.Time {
-	st.crlOnce.Do(func() {
-		st.crlNext = make(map[string]time.Time)
-		cfg := st.rt.Config
-		for _, path := range []string{cfg.SSLCAFile, cfg.SSLCRLFile} {
-			if path == "" {
-				continue
-			}
-			data, err := os.ReadFile(path)
-			if err != nil {
-				continue
-			}
-			for issuer, t := range crlNextUpdates(data) {
-				if t.After(st.crlNext[issuer]) {
-					st.crlNext[issuer] = t
-				}
-			}
-		}
-	})
-	return st.crlNext
 }
 
 // accepted counts a TCP connection accepted, before any admission check.

@@ -33,11 +33,6 @@ type state struct {
 	baseTLS *tls.Config
 	roles   *catalogRoles
 	hbaEnv  hba.Env
-
-	// crlNext caches the CRL expiry gauges of ssl_ca_file and
-	// ssl_crl_file, computed at the first scrape (see crlExpiry).
-	crlOnce sync.Once
-	crlNext map[string]time.Time
 }
 
 func newState(rt *config.Runtime) *state {
