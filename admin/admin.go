@@ -1,5 +1,6 @@
 // Package admin serves pgcertgate's operator endpoints over HTTP: /metrics
-// (Prometheus), /healthz (liveness) and /readyz (readiness).
+// (Prometheus), /healthz (liveness) and /readyz (readiness), and, when
+// asked for, Go's profiles under /debug/pprof/.
 //
 // Readiness means "send me new clients": the proxy has its listeners open,
 // is not draining for a shutdown, holds a loaded configuration (it cannot
@@ -19,6 +20,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"sync"
 	"time"
 
@@ -33,6 +35,10 @@ type Target interface {
 	// ProbeBackend checks, without a login, that the backend answers.
 	ProbeBackend(ctx context.Context) error
 }
+
+// pprofWriteTimeout is the write timeout with Options.Pprof: a CPU
+// profile or trace takes as long as it samples.
+const pprofWriteTimeout = 125 * time.Second
 
 // Defaults for Options' zero values.
 const (
@@ -57,6 +63,8 @@ type Options struct {
 	BackendCheckTimeout time.Duration
 	// Log receives the server's own errors. Nil discards them.
 	Log *slog.Logger
+	// Pprof adds Go's profiling handlers under /debug/pprof/.
+	Pprof bool
 }
 
 // Server is the admin HTTP server.
@@ -98,6 +106,12 @@ func New(o Options) *Server {
 		IdleTimeout:       60 * time.Second,
 		ErrorLog:          slog.NewLogLogger(o.Log.Handler(), slog.LevelWarn),
 	}
+	if o.Pprof {
+		// /debug/pprof/profile and /trace refuse a duration that reaches
+		// the write timeout; leave room for the default 30 s and up to
+		// two minutes.
+		s.http.WriteTimeout = pprofWriteTimeout
+	}
 	return s
 }
 
@@ -113,6 +127,15 @@ func (s *Server) Handler() http.Handler {
 		fmt.Fprintln(w, "ok")
 	})
 	mux.HandleFunc("GET /readyz", s.readyz)
+	if s.opts.Pprof {
+		// Registered on this mux only: importing net/http/pprof also
+		// registers on http.DefaultServeMux, which nothing here serves.
+		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+		mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+	}
 	return mux
 }
 

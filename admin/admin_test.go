@@ -126,3 +126,25 @@ func TestStartShutdown(t *testing.T) {
 		t.Fatal("admin endpoint still answers after Shutdown")
 	}
 }
+
+// TestPprof: the profiles are served only when asked for, on the admin mux
+// and never on http.DefaultServeMux.
+func TestPprof(t *testing.T) {
+	off := New(Options{}).Handler()
+	if code, _ := get(t, off, "/debug/pprof/heap"); code != http.StatusNotFound {
+		t.Errorf("pprof off: /debug/pprof/heap answered %d, want 404", code)
+	}
+	on := New(Options{Pprof: true})
+	if on.http.WriteTimeout < 2*time.Minute {
+		t.Errorf("pprof on: write timeout %v cuts a default 30 s CPU profile", on.http.WriteTimeout)
+	}
+	h := on.Handler()
+	for _, path := range []string{"/debug/pprof/", "/debug/pprof/heap?debug=1", "/debug/pprof/goroutine?debug=1", "/debug/pprof/cmdline"} {
+		if code, body := get(t, h, path); code != http.StatusOK || body == "" {
+			t.Errorf("pprof on: %s answered %d (%d bytes)", path, code, len(body))
+		}
+	}
+	if code, _ := get(t, h, "/metrics"); code != http.StatusOK {
+		t.Errorf("pprof on: /metrics answered %d", code)
+	}
+}

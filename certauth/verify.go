@@ -138,17 +138,29 @@ const maxDepth = 100
 // from the root down, then name constraints; the first failure is
 // returned, as PostgreSQL's verify_cb accepts OpenSSL's verdict.
 func (v *Verifier) Verify(rawCerts [][]byte, now time.Time) ([]*x509.Certificate, error) {
-	if len(rawCerts) == 0 {
-		return nil, &VerifyError{Reason: NoCertificate}
-	}
-	// OpenSSL compares whole seconds (time(NULL)).
-	now = now.Truncate(time.Second)
-	peer := make([]*certInfo, len(rawCerts))
+	certs := make([]*x509.Certificate, len(rawCerts))
 	for i, raw := range rawCerts {
 		c, err := x509.ParseCertificate(raw)
 		if err != nil {
 			return nil, &VerifyError{Reason: Unparseable, Depth: i, Err: err}
 		}
+		certs[i] = c
+	}
+	return v.VerifyCertificates(certs, now)
+}
+
+// VerifyCertificates is Verify for a chain already parsed, as crypto/tls
+// hands it over (tls.ConnectionState.PeerCertificates): the connection
+// then holds one parsed copy of the client's chain, not two. The
+// certificates are only read.
+func (v *Verifier) VerifyCertificates(certs []*x509.Certificate, now time.Time) ([]*x509.Certificate, error) {
+	if len(certs) == 0 {
+		return nil, &VerifyError{Reason: NoCertificate}
+	}
+	// OpenSSL compares whole seconds (time(NULL)).
+	now = now.Truncate(time.Second)
+	peer := make([]*certInfo, len(certs))
+	for i, c := range certs {
 		ci, err := newCertInfo(c)
 		if err != nil {
 			return nil, &VerifyError{Reason: Unparseable, Depth: i, Err: err}

@@ -127,6 +127,13 @@ type Admin struct {
 	// Kubernetes, where kubelet probes the pod IP). Empty (default)
 	// disables the endpoint. Changing it needs a restart.
 	ListenAddress string `toml:"listen_address"`
+	// Pprof serves Go's runtime profiles under /debug/pprof/ on the admin
+	// endpoint, to profile a running proxy (CPU, live heap, goroutines)
+	// without a restart. Off by default: the profiles show internals
+	// (goroutine stacks name client addresses' handlers, heap sizes), so
+	// turn it on only where the admin address is private. Changing it
+	// needs a restart.
+	Pprof bool `toml:"pprof"`
 }
 
 // Backend describes how pgcertgate reaches the PostgreSQL it fronts.

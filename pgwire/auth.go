@@ -57,7 +57,7 @@ func (r *authRecord) attrs() []slog.Attr {
 // authenticate runs authorize for a live connection and notes the outcome.
 func (c *clientConn) authenticate(ctx context.Context, si *startupInfo) (*hba.Entry, error) {
 	rec := &authRecord{}
-	in := authInput{addr: c.addr, ssl: c.tls != nil, chain: c.chain, user: si.user, database: si.database, replication: si.replication}
+	in := authInput{addr: c.addr, ssl: c.ssl, chain: c.chain, user: si.user, database: si.database, replication: si.replication}
 	err := c.state.authorize(ctx, in, rec, false)
 	c.note(rec.attrs()...)
 	return rec.entry, err

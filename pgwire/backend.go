@@ -80,9 +80,15 @@ func (c *clientConn) connectBackend(ctx context.Context, si *startupInfo, entry 
 			// too many connections) reaches the client unchanged.
 			return nil, pgErr
 		}
-		e := fatal(codeCannotConnectNow, "backend_unavailable", "could not connect to the database server behind pgcertgate")
-		e.LogDetail = err.Error()
-		return nil, e
+		return nil, backendUnavailable(err)
+	}
+	// pgconn's Hijack contract: SyncConn first, so that no read-ahead
+	// and no background reader (pgconn starts one when a write stalls
+	// past 15 ms) can take the backend's bytes from the relay. When
+	// pgconn is idle, as after a completed startup, it returns at once.
+	if err := pgc.SyncConn(connectCtx); err != nil {
+		pgc.Close(context.Background())
+		return nil, backendUnavailable(err)
 	}
 	hj, err := pgc.Hijack()
 	if err != nil {
@@ -158,4 +164,12 @@ func (c *clientConn) greet(s *session, notices []*pgconn.Notice) (*session, erro
 
 func noticeToResponse(n *pgconn.Notice) *pgproto3.ErrorResponse {
 	return toErrorResponse((*pgconn.PgError)(n))
+}
+
+// backendUnavailable is the client's error when the backend cannot be
+// reached or set up; the cause goes to the log only.
+func backendUnavailable(err error) *Error {
+	e := fatal(codeCannotConnectNow, "backend_unavailable", "could not connect to the database server behind pgcertgate")
+	e.LogDetail = err.Error()
+	return e
 }

@@ -1,6 +1,7 @@
 package pgwire
 
 import (
+	"bufio"
 	"context"
 	"crypto/sha256"
 	"crypto/tls"
@@ -25,7 +26,8 @@ type clientConn struct {
 	raw   net.Conn
 	conn  net.Conn // raw, or the *tls.Conn over it
 	r     startupReader
-	tls   *tls.ConnectionState
+	// ssl: the client negotiated TLS.
+	ssl bool
 	// chain is the verified client chain, leaf first; nil without a
 	// client certificate.
 	chain []*x509.Certificate
@@ -76,6 +78,11 @@ func (c *clientConn) serve(ctx context.Context) {
 		slog.Duration("duration", elapsed))...)
 	defer c.srv.releaseSession()
 	c.onAuthenticated()
+	// What only authentication needed goes now, not at the end of a
+	// session that may last for days: the audit attributes (logged
+	// above) and the verified chain. (crypto/tls keeps its own parsed
+	// copy of the chain for the connection's life.)
+	c.attrs, c.chain = nil, nil
 	c.runSession(ctx, sess)
 }
 
@@ -223,11 +230,11 @@ func (c *clientConn) negotiate() (*startupInfo, error) {
 // startTLS answers an SSLRequest with 'S' (unless direct) and runs the
 // handshake.
 func (c *clientConn) startTLS(direct bool) error {
-	under := c.raw
+	var pre *bufio.Reader
 	plaintextBuffered := false
 	if direct {
 		// The ClientHello's first bytes are in the startup buffer.
-		under = &bufferedConn{Conn: c.raw, r: c.r.Reader}
+		pre = c.r.Reader
 	} else {
 		// CVE-2021-23214: anything already buffered arrived in plaintext
 		// before the handshake and must never be read as part of the
@@ -237,14 +244,14 @@ func (c *clientConn) startTLS(direct bool) error {
 			return errSilentClose
 		}
 	}
-	tc := tls.Server(under, c.state.tlsConfigFor(c))
+	tc := tls.Server(newTransport(c.raw, pre), c.state.tlsConfigFor(c))
 	if err := tc.Handshake(); err != nil {
 		c.srv.metrics.tlsFailed(err)
 		c.note(slog.String("tls_error", err.Error()), slog.String("tls_cause", tlsFailureCause(err)))
 		return &Error{Severity: severityFatal, Reason: tlsAuditReason(err), LogDetail: err.Error()}
 	}
 	cs := tc.ConnectionState()
-	c.tls = &cs
+	c.ssl = true
 	c.conn = tc
 	c.r = newStartupReader(tc)
 	c.note(slog.String("tls_version", tlsVersionName(cs.Version)),
@@ -297,12 +304,3 @@ func (c *clientConn) noteCert(leaf *x509.Certificate) {
 		slog.String("cert_sha256", hex.EncodeToString(fp[:])),
 		slog.Time("cert_not_after", leaf.NotAfter))
 }
-
-// bufferedConn reads through the startup buffer first, for direct TLS whose
-// ClientHello bytes were peeked.
-type bufferedConn struct {
-	net.Conn
-	r interface{ Read([]byte) (int, error) }
-}
-
-func (b *bufferedConn) Read(p []byte) (int, error) { return b.r.Read(p) }

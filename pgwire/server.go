@@ -91,11 +91,9 @@ func (st *state) tlsConfigFor(c *clientConn) *tls.Config {
 			return err
 		}
 		c.noteCert(cs.PeerCertificates[0])
-		raw := make([][]byte, len(cs.PeerCertificates))
-		for i, cert := range cs.PeerCertificates {
-			raw[i] = cert.Raw
-		}
-		chain, err := st.rt.Verifier.Verify(raw, time.Now())
+		// The chain crypto/tls parsed: parsing it again would cost
+		// every connection a second copy for its whole life.
+		chain, err := st.rt.Verifier.VerifyCertificates(cs.PeerCertificates, time.Now())
 		if err != nil {
 			return err
 		}
@@ -166,6 +164,7 @@ func (s *Server) Reload(rt *config.Runtime) {
 		{"max_startup_connections", old.MaxStartupConnections, rt.Config.MaxStartupConnections},
 		{"log_format", old.LogFormat, rt.Config.LogFormat},
 		{"admin.listen_address", old.Admin.ListenAddress, rt.Config.Admin.ListenAddress},
+		{"admin.pprof", old.Admin.Pprof, rt.Config.Admin.Pprof},
 	} {
 		if w.old != w.new {
 			s.log.Warn("parameter cannot be changed without restarting the server; keeping the old value",

@@ -182,7 +182,7 @@ func serve(ctx context.Context, path string, rt *config.Runtime, log *slog.Logge
 	}
 	var adm *admin.Server
 	if addr := rt.Config.Admin.ListenAddress; addr != "" {
-		adm = admin.New(admin.Options{Address: addr, Gatherer: registry(srv), Target: srv, Log: log})
+		adm = admin.New(admin.Options{Address: addr, Gatherer: registry(srv), Target: srv, Log: log, Pprof: rt.Config.Admin.Pprof})
 		if err := adm.Start(); err != nil {
 			for _, ln := range lns {
 				ln.Close()

@@ -32,6 +32,12 @@ type memResult struct {
 	// The Go runtime's view, from pgcertgate's admin endpoint (/metrics),
 	// read with the RSS; zero for PgBouncer.
 	Before, With goMem
+	// ClientStalls counts sessions opened again because pgconn stalled
+	// (see openIdle).
+	ClientStalls int64 `json:",omitempty"`
+	// HeapTop is `go tool pprof -top` of the live heap with the clients
+	// held (pgcertgate with [admin] pprof); empty otherwise.
+	HeapTop string `json:",omitempty"`
 }
 
 // goMem is the Go runtime's memory as the admin endpoint's Go collector
@@ -96,6 +102,9 @@ func parseGoMem(text string) goMem {
 // with TLS clients parked in startup, each in a fresh process so that heap
 // left over from the timed runs does not hide the cost, and PgBouncer's
 // with the same idle sessions for reference.
+// heapProfileRate is runtime.MemProfileRate for the memory runs.
+const heapProfileRate = 64 << 10
+
 func runMemory(ctx context.Context, e *env, rep *report) error {
 	// PgBouncer's pool and pgcertgate+reuse keep backends of the timed
 	// runs; the measurements below wait to be back to this many.
@@ -104,9 +113,20 @@ func runMemory(ctx context.Context, e *env, rep *report) error {
 		return err
 	}
 	// The admin endpoint's Go metrics split RSS into heap and stacks.
-	admin := e.acceptsConfig(ctx, "admin-check", "", 1)
+	admin := e.acceptsConfig(ctx, "admin-check", "", 1, "")
+	// The live heap, split by where it was allocated, from the admin
+	// endpoint's /debug/pprof/heap.
+	var adminExtra string
+	var env []string
+	if admin && e.acceptsConfig(ctx, "pprof-check", "", 1, "pprof = true") {
+		adminExtra = "pprof = true"
+		// One heap sample per 64 KiB rather than Go's 512 KiB: enough
+		// samples to split tens of MiB by allocation site, too few to
+		// change the RSS being measured.
+		env = []string{fmt.Sprintf("PGCERTGATE_MEMPROFILERATE=%d", heapProfileRate)}
+	}
 	// Idle authenticated sessions through a fresh pgcertgate.
-	g, err := e.startGate(ctx, gateOpts{name: "pgcertgate-mem-idle", admin: admin})
+	g, err := e.startGate(ctx, gateOpts{name: "pgcertgate-mem-idle", admin: admin, adminExtra: adminExtra, env: env})
 	if err != nil {
 		return err
 	}
@@ -124,7 +144,7 @@ func runMemory(ctx context.Context, e *env, rep *report) error {
 	}
 
 	// TLS clients parked in startup through another fresh pgcertgate.
-	g, err = e.startGate(ctx, gateOpts{name: "pgcertgate-mem-parked", admin: admin})
+	g, err = e.startGate(ctx, gateOpts{name: "pgcertgate-mem-parked", admin: admin, adminExtra: adminExtra, env: env})
 	if err != nil {
 		return err
 	}
@@ -160,6 +180,36 @@ func (e *env) connConfig(port int) (*pgconn.Config, error) {
 		port, benchUser, benchDB, e.rootCrt, e.clientCrt, e.clientKey))
 }
 
+// openIdle connects and runs `select 1`, with a deadline. About once in
+// ten runs of 1,000 sessions, a pgconn client here waited forever for the
+// reply to its `select 1` although the proxy had sent it: in the captured
+// state the proxy's socket for every session had sent the reply's bytes
+// (ss: bytes_sent alike on all 1,000), every receive queue was empty, and
+// the stalled goroutine sat in pgconn's background-reader path (pgconn
+// starts a background reader when a write takes over 15 ms, as on this
+// loaded machine). A stalled session is closed and opened again, and the
+// report counts them.
+func openIdle(ctx context.Context, cfg *pgconn.Config, stalls *atomic.Int64) (*pgconn.PgConn, error) {
+	for attempt := 1; ; attempt++ {
+		octx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		c, err := pgconn.ConnectConfig(octx, cfg)
+		if err == nil {
+			if _, err = c.Exec(octx, "select 1").ReadAll(); err != nil {
+				c.Close(context.Background())
+			}
+		}
+		stalled := octx.Err() != nil && ctx.Err() == nil
+		cancel()
+		if err == nil {
+			return c, nil
+		}
+		if !stalled || attempt == 3 {
+			return nil, err
+		}
+		stalls.Add(1)
+	}
+}
+
 // measureIdle opens n sessions through port, runs one query on each (so
 // every buffer a used session keeps is in place), and holds them while the
 // process's RSS settles.
@@ -185,7 +235,7 @@ func (e *env) measureIdle(ctx context.Context, name, targetName string, p *proc,
 	m.Before = scrapeGoMem(ctx, adminPort)
 	logf("%s: %d sessions through %s (RSS before %.1f MiB)…", targetName, n, p.name, mib(m.RSSBefore))
 	conns := make([]*pgconn.PgConn, n)
-	var next atomic.Int64
+	var next, stalls atomic.Int64
 	var wg sync.WaitGroup
 	errs := make(chan error, 8)
 	for range 8 {
@@ -197,10 +247,7 @@ func (e *env) measureIdle(ctx context.Context, name, targetName string, p *proc,
 				if i >= n || ctx.Err() != nil {
 					return
 				}
-				c, err := pgconn.ConnectConfig(ctx, cfg)
-				if err == nil {
-					_, err = c.Exec(ctx, "select 1").ReadAll()
-				}
+				c, err := openIdle(ctx, cfg, &stalls)
 				if err != nil {
 					errs <- fmt.Errorf("session %d: %w", i, err)
 					return
@@ -210,6 +257,7 @@ func (e *env) measureIdle(ctx context.Context, name, targetName string, p *proc,
 		}()
 	}
 	wg.Wait()
+	m.ClientStalls = stalls.Load()
 	defer func() {
 		for _, c := range conns {
 			if c != nil {
@@ -226,6 +274,7 @@ func (e *env) measureIdle(ctx context.Context, name, targetName string, p *proc,
 		return m, err
 	}
 	m.With = scrapeGoMem(ctx, adminPort)
+	m.HeapTop = e.heapTop(ctx, p.name, adminPort)
 	// Every session must still answer.
 	for i, c := range conns {
 		if _, err := c.Exec(ctx, "select 1").ReadAll(); err != nil {
@@ -330,6 +379,7 @@ func (e *env) measureParked(ctx context.Context, p *proc, port, n, adminPort int
 		return m, err
 	}
 	m.With = scrapeGoMem(ctx, adminPort)
+	m.HeapTop = e.heapTop(ctx, p.name, adminPort)
 	// A real login while they are parked.
 	if _, err := e.psql(ctx, warm, "-Atc", "select 1"); err != nil {
 		return m, fmt.Errorf("login while %d clients are parked: %w", n, err)

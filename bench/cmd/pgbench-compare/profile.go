@@ -3,6 +3,9 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
+	"net/http"
+	"os"
 	"regexp"
 	"strconv"
 	"strings"
@@ -54,16 +57,7 @@ func runProfiles(ctx context.Context, e *env, rep *report) error {
 			return fmt.Errorf("%s: %w\n%s", name, err, p.logTail())
 		}
 		pr := profileResult{Workload: w.Key, Command: e.commandLine(w), Transactions: r.Transactions, TPS: r.Value}
-		// pprof's arguments: options, then the binary, then the profile.
-		pprof := func(args ...string) (string, error) {
-			last := len(args) - 1
-			args = append(append(append([]string{"tool", "pprof"}, args[:last]...), e.o.bin), args[last])
-			out, err := runCommand(ctx, e.tools.goTool, args...)
-			if err != nil {
-				return "", fmt.Errorf("go %s: %w\n%s", strings.Join(args, " "), err, out)
-			}
-			return out, nil
-		}
+		pprof := func(args ...string) (string, error) { return e.pprof(ctx, args...) }
 		if pr.CPUTop, err = pprof("-top", "-nodecount=25", cpu); err != nil {
 			return err
 		}
@@ -119,4 +113,50 @@ func pprofShown(out string) int64 {
 		mult = 1
 	}
 	return int64(v * mult)
+}
+
+// pprof runs `go tool pprof` on -bin; the last argument is the profile.
+func (e *env) pprof(ctx context.Context, args ...string) (string, error) {
+	last := len(args) - 1
+	args = append(append(append([]string{"tool", "pprof"}, args[:last]...), e.o.bin), args[last])
+	out, err := runCommand(ctx, e.tools.goTool, args...)
+	if err != nil {
+		return "", fmt.Errorf("go %s: %w\n%s", strings.Join(args, " "), err, out)
+	}
+	return out, nil
+}
+
+// heapTop fetches the live heap from pgcertgate's /debug/pprof/heap (after
+// a GC) and returns its top entries by in-use space; "" when the endpoint
+// is off or anything fails (the report then has no breakdown).
+func (e *env) heapTop(ctx context.Context, name string, adminPort int) string {
+	if adminPort == 0 {
+		return ""
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("http://127.0.0.1:%d/debug/pprof/heap?gc=1", adminPort), nil)
+	if err != nil {
+		return ""
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return ""
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return ""
+	}
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return ""
+	}
+	path := e.path(name + ".heap.pprof")
+	if err := os.WriteFile(path, body, 0o644); err != nil {
+		return ""
+	}
+	out, err := e.pprof(ctx, "-sample_index=inuse_space", "-top", "-nodecount=20", path)
+	if err != nil {
+		logf("heap profile of %s: %v", name, err)
+		return ""
+	}
+	return trimPprof(out)
 }

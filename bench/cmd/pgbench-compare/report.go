@@ -291,6 +291,7 @@ func (r *report) markdown(plotErr error) string {
 		}
 		p("\n")
 	}
+	r.writeCPU(p)
 	if plotErr == nil {
 		rel, err := filepath.Rel(filepath.Dir(r.opts.out), r.opts.plot)
 		if err != nil {
@@ -311,6 +312,16 @@ func (r *report) markdown(plotErr error) string {
 			p(" %.1f KiB | %.1f KiB | %.2f |\n", (m.With.HeapInuse-m.Before.HeapInuse)/n/1024, (m.With.StackInuse-m.Before.StackInuse)/n/1024, (m.With.Goroutines-m.Before.Goroutines)/n)
 		} else {
 			p(" — | — | — |\n")
+		}
+	}
+	for _, m := range r.memory {
+		if m.ClientStalls > 0 {
+			p("\n%s through %s: %d session(s) were opened again after the pgconn client stalled for 30 s on its `select 1` (see `openIdle` in bench/cmd/pgbench-compare/memory.go).\n", m.Name, m.Target, m.ClientStalls)
+		}
+	}
+	for _, m := range r.memory {
+		if m.HeapTop != "" {
+			p("\nLive heap of pgcertgate with %d %s held (`/debug/pprof/heap?gc=1` from the admin endpoint with `pprof = true`; `go tool pprof -sample_index=inuse_space -top`):\n\n```\n%s\n```\n", m.Clients, m.Name, m.HeapTop)
 		}
 	}
 	p("\nThe Go columns come from pgcertgate's admin endpoint (`[admin] listen_address`, /metrics: go_memstats_heap_inuse_bytes, go_memstats_stack_inuse_bytes, go_goroutines), read together with the RSS.\n")
@@ -410,4 +421,44 @@ func trimPprof(s string) string {
 		out = append(out, line)
 	}
 	return strings.Join(out, "\n")
+}
+
+// writeCPU reports CPU per transaction by process.
+func (r *report) writeCPU(p func(string, ...any)) {
+	type key struct{ target, workload string }
+	per := map[key][]*cpuPerTx{}
+	for i := range r.runs {
+		run := &r.runs[i]
+		if run.CPU != nil {
+			k := key{run.Target, run.Workload}
+			per[k] = append(per[k], run.CPU)
+		}
+	}
+	if len(per) == 0 {
+		return
+	}
+	p("\nCPU per transaction (µs, median over rounds): pgbench's own (its rusage), the proxy's (/proc/<pid>/stat), PostgreSQL's (the postmaster and every backend, live or exited), and every CPU's busy time (/proc/stat, whoever spent it). With both CPUs saturated, TPS ≈ %d s ÷ the last column.\n\n", r.machine.CPUs)
+	p("| workload | target | pgbench | proxy | PostgreSQL | sum | all CPUs |\n|---|---|---:|---:|---:|---:|---:|\n")
+	med := func(cs []*cpuPerTx, f func(*cpuPerTx) float64) float64 {
+		v := make([]float64, len(cs))
+		for i, c := range cs {
+			v[i] = f(c)
+		}
+		return summarize(v).Median
+	}
+	for _, w := range r.workloads {
+		for _, n := range r.targetNames() {
+			cs := per[key{n, w.Key}]
+			if len(cs) == 0 {
+				continue
+			}
+			pg, px, ps, m := med(cs, func(c *cpuPerTx) float64 { return c.Pgbench }), med(cs, func(c *cpuPerTx) float64 { return c.Proxy }),
+				med(cs, func(c *cpuPerTx) float64 { return c.Postgres }), med(cs, func(c *cpuPerTx) float64 { return c.Machine })
+			proxy := fmt.Sprintf("%.1f", px)
+			if n == targetDirect {
+				proxy = "—"
+			}
+			p("| %s | %s | %.1f | %s | %.1f | %.1f | %.1f |\n", w.Key, n, pg, proxy, ps, pg+px+ps, m)
+		}
+	}
 }

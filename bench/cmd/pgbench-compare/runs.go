@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"regexp"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -68,6 +69,8 @@ type runResult struct {
 	RSSBefore int64 `json:",omitempty"`
 	RSSPeak   int64 `json:",omitempty"`
 	RSSMean   int64 `json:",omitempty"`
+	// CPU per transaction by process (pgbench runs).
+	CPU *cpuPerTx `json:",omitempty"`
 }
 
 // commandLine renders a workload's command for the report, with the
@@ -180,7 +183,9 @@ func (e *env) runPgbench(ctx context.Context, tg *target, w workload, seconds in
 	if e.o.verbose {
 		logf("%s", strings.Join(cmd.Args, " "))
 	}
+	cpuBefore := e.sampleCPU(tg)
 	err := cmd.Run()
+	cpuAfter := e.sampleCPU(tg)
 	if s != nil {
 		samples := s.finish()
 		var sum int64
@@ -203,6 +208,7 @@ func (e *env) runPgbench(ctx context.Context, tg *target, w workload, seconds in
 		return nil, fmt.Errorf("pgbench reported %d failed transactions:\n%s", p.Failed, out.String())
 	}
 	r.Value, r.LatencyMs, r.Transactions = p.TPS, p.LatencyMs, p.Transactions
+	r.setCPU(cpuBefore, cpuAfter, cmd.ProcessState.UserTime()+cmd.ProcessState.SystemTime(), runtime.NumCPU())
 	return r, nil
 }
 

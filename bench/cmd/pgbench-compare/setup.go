@@ -468,11 +468,12 @@ type gateOpts struct {
 	backendExtra string   // extra lines in [backend]
 	env          []string // extra environment
 	admin        bool     // serve the admin endpoint (/metrics) on a free port
+	adminExtra   string   // extra lines in [admin]
 }
 
 // gateConfig is pgcertgate's configuration for the bench. Keys and values
 // are the documented ones (README.md).
-func (e *env) gateConfig(port int, backendExtra string, adminPort int) string {
+func (e *env) gateConfig(port int, backendExtra string, adminPort int, adminExtra string) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, `listen_addresses = "127.0.0.1"
 port = %d
@@ -493,6 +494,9 @@ dsn = "host=%s port=%d sslmode=disable"
 	}
 	if adminPort != 0 {
 		fmt.Fprintf(&b, "\n[admin]\nlisten_address = \"127.0.0.1:%d\"\n", adminPort)
+		if adminExtra != "" {
+			b.WriteString(adminExtra + "\n")
+		}
 	}
 	return b.String()
 }
@@ -523,7 +527,7 @@ func (e *env) startGate(ctx context.Context, o gateOpts) (*gate, error) {
 			return nil, err
 		}
 	}
-	conf := e.gateConfig(g.port, o.backendExtra, g.adminPort)
+	conf := e.gateConfig(g.port, o.backendExtra, g.adminPort, o.adminExtra)
 	cfgPath := e.path(o.name + ".toml")
 	if err := os.WriteFile(cfgPath, []byte(conf), 0o644); err != nil {
 		return nil, err
@@ -545,10 +549,11 @@ func (e *env) startGate(ctx context.Context, o gateOpts) (*gate, error) {
 
 // acceptsConfig reports whether `pgcertgate check` accepts the bench
 // configuration with backendExtra in [backend] and, when adminPort is set,
-// an [admin] endpoint: settings newer than the binary are refused.
-func (e *env) acceptsConfig(ctx context.Context, name, backendExtra string, adminPort int) bool {
+// an [admin] endpoint with adminExtra: settings newer than the binary are
+// refused.
+func (e *env) acceptsConfig(ctx context.Context, name, backendExtra string, adminPort int, adminExtra string) bool {
 	probe := e.path(name + ".toml")
-	if err := os.WriteFile(probe, []byte(e.gateConfig(6432, backendExtra, adminPort)), 0o644); err != nil {
+	if err := os.WriteFile(probe, []byte(e.gateConfig(6432, backendExtra, adminPort, adminExtra)), 0o644); err != nil {
 		return false
 	}
 	out, err := exec.CommandContext(ctx, e.o.bin, "check", "--config", probe).CombinedOutput()
@@ -565,7 +570,7 @@ func (e *env) setupReuse(ctx context.Context) error {
 		e.reuse = "not measured (-reuse off)"
 		return nil
 	}
-	if !e.acceptsConfig(ctx, "reuse-check", e.o.reuseLine, 0) {
+	if !e.acceptsConfig(ctx, "reuse-check", e.o.reuseLine, 0, "") {
 		e.reuse = fmt.Sprintf("not measured: this pgcertgate refuses `[backend] %s` (`pgcertgate check` fails)", e.o.reuseLine)
 		if e.o.reuse == "on" {
 			return errors.New(e.reuse)
