@@ -13,8 +13,9 @@ import (
 	"time"
 )
 
-// relayBufSize is the copy buffer for a raw socket source (the backend).
-// 32 KiB holds two full TLS records, so a busy COPY moves in few syscalls.
+// relayBufSize is the copy buffer. 32 KiB holds two full TLS records from
+// the backend side, and any record's plaintext (at most 16 KiB) from the
+// client side, so a busy COPY moves in few system calls.
 // Buffers are pooled and held only while data is moving (see run).
 const relayBufSize = 32 << 10
 
@@ -99,113 +100,107 @@ func (cp *copier) end(rerr error) {
 	}
 }
 
-// The poller callbacks below (runRaw, runTLS) stay inside one
-// RawConn.Read for the whole session and forward from inside it. Returning
-// false makes the runtime wait until the socket is readable and call them
-// again; returning true ends the copier. They return false as soon as a
-// read has left the socket empty, without the read that would only have
-// said EAGAIN: Go's poller is edge-triggered and remembers readiness that
-// arrives before the wait, so nothing is missed. That saves one system
-// call per message each way; a proxied select costs about six in all.
-// (A fresh RawConn.Read forgets earlier readiness, which is why the loop
-// must not leave it between messages.)
+// runRaw and runTLS read inside the runtime poller's callback
+// (syscall.RawConn.Read), so that a buffer is taken only once the socket
+// is readable, but they forward outside it. Two rules keep them safe:
+//   - The callback reads until the socket says EAGAIN before it lets the
+//     runtime wait. A short read does not mean the socket is drained: a
+//     FIN, a peer's close or an error can sit behind the data, and Go's
+//     edge-triggered poller reports data and close as one event, so
+//     waiting after a short read could wait forever for an EOF already
+//     there.
+//   - Nothing is written while the source's read lock is held (inside
+//     the callback): closing a socket waits for its lock holders, and a
+//     copier blocked writing to a peer that does not read would then
+//     block relay's Close of its source.
 
 // runRaw copies from a plain socket.
 func (cp *copier) runRaw(rc syscall.RawConn) {
-	var bp *[]byte
+	var (
+		bp   *[]byte
+		nr   int
+		rerr error
+	)
+	read := func(fd uintptr) bool {
+		if bp == nil {
+			bp = relayBufs.Get().(*[]byte)
+		}
+		nr, rerr = readFD(int(fd), *bp)
+		if rerr == syscall.EAGAIN {
+			relayBufs.Put(bp)
+			bp = nil
+			return false
+		}
+		return true
+	}
 	defer func() {
 		if bp != nil {
 			relayBufs.Put(bp)
 		}
 	}()
-	read := func(fd uintptr) bool {
-		for {
-			if bp == nil {
-				bp = relayBufs.Get().(*[]byte)
-			}
-			nr, rerr := readFD(int(fd), *bp)
-			switch {
-			case rerr == syscall.EAGAIN:
-				relayBufs.Put(bp)
-				bp = nil
-				return false
-			case rerr != nil:
-				cp.end(os.NewSyscallError("read", rerr))
-				return true
-			case nr == 0:
-				return true // EOF
-			}
-			if cp.forward((*bp)[:nr]) {
-				return true
-			}
-			if nr < len(*bp) {
-				// The socket is empty (a short read of a stream
-				// socket drains it): wait.
-				relayBufs.Put(bp)
-				bp = nil
-				return false
-			}
+	for {
+		// Errors here are the poller's: the deadline relay sets to stop
+		// this copier, or the socket closed under it.
+		if err := rc.Read(read); err != nil {
+			cp.end(err)
+			return
 		}
-	}
-	// An error here is the poller's: the deadline relay sets to stop this
-	// copier, or the socket closed under it.
-	if err := rc.Read(read); err != nil {
-		cp.end(err)
+		switch {
+		case rerr != nil:
+			cp.end(os.NewSyscallError("read", rerr))
+			return
+		case nr == 0:
+			return // EOF
+		}
+		if cp.forward((*bp)[:nr]) {
+			return
+		}
 	}
 }
 
-// runTLS copies from the client's TLS connection, reading its socket
-// inside the poller's callback through transport.
+// runTLS copies from the client's TLS connection: crypto/tls reads the
+// socket through transport inside the callback, and a read that would
+// block comes back as errWouldBlock.
 func (cp *copier) runTLS(tc *tls.Conn, t *transport, rc syscall.RawConn) {
-	var bp *[]byte
+	var (
+		bp   *[]byte
+		n    int
+		rerr error
+	)
+	read := func(fd uintptr) bool {
+		t.fd = int(fd)
+		if bp == nil {
+			bp = relayBufs.Get().(*[]byte)
+		}
+		// The first call may find a record crypto/tls already holds.
+		n, rerr = tc.Read(*bp)
+		if n == 0 && rerr == errWouldBlock {
+			relayBufs.Put(bp)
+			bp = nil
+			return false
+		}
+		return true
+	}
 	defer func() {
 		t.fd = -1
 		if bp != nil {
 			relayBufs.Put(bp)
 		}
 	}()
-	// The first call drains whatever crypto/tls holds from before the
-	// relay; after that a wait follows every errWouldBlock, when
-	// crypto/tls holds no complete record.
-	drained := false
-	wait := func() bool {
-		relayBufs.Put(bp)
-		bp = nil
-		t.records = 0
-		drained = true
-		return false
-	}
-	read := func(fd uintptr) bool {
-		t.fd, t.empty = int(fd), false
-		reads := 0
-		for {
-			if bp == nil {
-				bp = relayBufs.Get().(*[]byte)
-			}
-			n, err := tc.Read(*bp)
-			if n > 0 {
-				reads++
-				if cp.forward((*bp)[:n]) {
-					return true
-				}
-			}
-			switch {
-			case err == errWouldBlock:
-				return wait()
-			case err != nil:
-				cp.end(err)
-				return true
-			case drained && t.empty && reads >= t.records:
-				// The socket is empty, and each Read consumed at
-				// least one of the records it completed: asking
-				// crypto/tls again would only get errWouldBlock
-				// (and cost it an allocation).
-				return wait()
-			}
+	for {
+		if err := rc.Read(read); err != nil {
+			cp.end(err)
+			return
 		}
-	}
-	if err := rc.Read(read); err != nil {
-		cp.end(err)
+		if n > 0 && cp.forward((*bp)[:n]) {
+			return
+		}
+		// errWouldBlock with data (crypto/tls looked ahead for a
+		// close_notify) just means: read again.
+		if rerr != nil && rerr != errWouldBlock {
+			cp.end(rerr)
+			return
+		}
 	}
 }
 

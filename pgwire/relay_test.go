@@ -4,11 +4,15 @@ import (
 	"bytes"
 	"crypto/tls"
 	"crypto/x509/pkix"
+	"io"
 	"math/rand/v2"
 	"net"
+	"os"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/pgcertgate/pgcertgate/internal/testpki"
 )
@@ -247,27 +251,184 @@ func tlsRelayPair(t *testing.T, ca *testpki.CA, srv *testpki.Leaf, version uint1
 	return &tlsClient{raw: bc, tls: ctls}, stls, s
 }
 
-// TestTransportCount checks the record counter against records cut at
-// every possible place.
-func TestTransportCount(t *testing.T) {
-	var stream []byte
-	var lens []int
-	for _, n := range []int{0, 1, 5, 300, 16384 + 256, 0, 2} {
-		stream = append(stream, 23, 3, 3, byte(n>>8), byte(n))
-		stream = append(stream, make([]byte, n)...)
-		lens = append(lens, n)
+// tcpPair returns both ends of a loopback TCP connection.
+func tcpPair(t *testing.T) (a, b *net.TCPConn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
 	}
-	for cut := 0; cut <= len(stream); cut += 7 {
-		tr := &transport{}
-		tr.count(stream[:cut])
-		tr.count(stream[cut:])
-		if tr.records != len(lens) || tr.hdrN != 0 || tr.body != 0 {
-			t.Fatalf("cut at %d: records %d hdrN %d body %d, want %d 0 0", cut, tr.records, tr.hdrN, tr.body, len(lens))
+	defer ln.Close()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, x := range []net.Conn{c, s} {
+		t.Cleanup(func() { x.Close() })
+	}
+	return c.(*net.TCPConn), s.(*net.TCPConn)
+}
+
+// waitDone fails the test if ch is not closed within 10 s.
+func waitDone(t *testing.T, ch <-chan struct{}, what string) {
+	t.Helper()
+	select {
+	case <-ch:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("%s: still running after 10 s", what)
+	}
+}
+
+// TestRelayEOFBehindData: data and the peer's FIN that arrive together
+// (already queued when the copier starts, so the poller has a single
+// readiness for both) must end the copier after the data is forwarded.
+// A copier that waited after a short read instead of reading on to
+// EAGAIN would wait forever for an EOF already there.
+func TestRelayEOFBehindData(t *testing.T) {
+	t.Run("raw", func(t *testing.T) {
+		peer, src := tcpPair(t)
+		sinkW, sinkR := tcpPair(t)
+		if _, err := peer.Write([]byte("last words")); err != nil {
+			t.Fatal(err)
+		}
+		if err := peer.CloseWrite(); err != nil {
+			t.Fatal(err)
+		}
+		cp := &copier{name: "raw", dst: sinkW, src: src}
+		done := make(chan struct{})
+		go func() { cp.run(); close(done) }()
+		waitDone(t, done, "copier after data and FIN")
+		sinkW.CloseWrite()
+		_ = sinkR.SetReadDeadline(time.Now().Add(10 * time.Second))
+		got, _ := io.ReadAll(sinkR)
+		if string(got) != "last words" || cp.err != nil {
+			t.Fatalf("forwarded %q, err %v", got, cp.err)
+		}
+	})
+	t.Run("TLS without close_notify", func(t *testing.T) {
+		ca, err := testpki.NewRootCA(pkix.Name{CommonName: "eof root"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		srvLeaf, err := ca.NewServer("localhost", []string{"localhost"}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		client, server, sink := tlsRelayPair(t, ca, srvLeaf, tls.VersionTLS13)
+		if _, err := client.tls.Write([]byte("last words")); err != nil {
+			t.Fatal(err)
+		}
+		// The client vanishes without close_notify: FIN right behind
+		// the record.
+		if err := client.raw.Conn.(*net.TCPConn).CloseWrite(); err != nil {
+			t.Fatal(err)
+		}
+		cp := &copier{name: "tls", dst: sink.w, src: server}
+		done := make(chan struct{})
+		go func() { cp.run(); close(done) }()
+		waitDone(t, done, "copier after a record and FIN")
+		sink.expect(t, "forwarded", []byte("last words"))
+	})
+}
+
+// TestRelayCloseWhileBlocked: the client stops reading and goes away
+// while the client->backend copier is blocked writing to a backend that
+// does not read either (a pipelining client killed mid-result). relay
+// must still close both sides and return: closing the client socket waits
+// for anyone holding its read lock, so no copier may write while holding
+// it.
+func TestRelayCloseWhileBlocked(t *testing.T) {
+	clientPeer, client := tcpPair(t)
+	// The backend over a Unix socket pair with a small send buffer: the
+	// copier's write blocks while the client's bytes are still queued
+	// behind it.
+	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ends [2]net.Conn
+	for i, fd := range fds {
+		f := os.NewFile(uintptr(fd), "backend")
+		c, err := net.FileConn(f)
+		f.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		ends[i] = c
+	}
+	backend, backendPeer := ends[0].(*net.UnixConn), ends[1].(*net.UnixConn)
+	if err := backend.SetWriteBuffer(4096); err != nil {
+		t.Fatal(err)
+	}
+	// The backend sends without end and reads nothing.
+	go func() {
+		junk := make([]byte, 64<<10)
+		for {
+			if _, err := backendPeer.Write(junk); err != nil {
+				return
+			}
+		}
+	}()
+	// The client sends until every buffer on the way to the backend is
+	// full, so the client->backend copier sits blocked in its write.
+	junk := make([]byte, 64<<10)
+	for {
+		_ = clientPeer.SetWriteDeadline(time.Now().Add(300 * time.Millisecond))
+		if _, err := clientPeer.Write(junk); err != nil {
+			break
 		}
 	}
-	tr := &transport{}
-	tr.count(stream[:3])
-	if tr.records != 0 || tr.hdrN != 3 {
-		t.Fatalf("after 3 header bytes: records %d hdrN %d", tr.records, tr.hdrN)
+	done := make(chan struct{})
+	go func() {
+		// relay runs only now, on the filled buffers: the copier reads,
+		// then blocks writing to the backend.
+		relay(client, nil, backend, nil)
+		close(done)
+	}()
+	// Wait until bytes reach the backend's peer: the copier's 32 KiB
+	// write has begun and, with a 4 KiB buffer, cannot finish.
+	waitFor(t, "the copier's write to the backend", func() bool { return queued(t, backendPeer) > 0 })
+	// The client goes away with unread data: its socket resets, and the
+	// backend->client copier's next write fails first.
+	_ = clientPeer.SetLinger(0)
+	clientPeer.Close()
+	waitDone(t, done, "relay after the client reset")
+	backendPeer.Close()
+}
+
+// queued is how many bytes wait in c's receive queue (FIONREAD).
+func queued(t *testing.T, c syscall.Conn) int {
+	t.Helper()
+	rc, err := c.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n int32
+	var errno syscall.Errno
+	if err := rc.Control(func(fd uintptr) {
+		_, _, errno = syscall.Syscall(syscall.SYS_IOCTL, fd, syscall.TIOCINQ, uintptr(unsafe.Pointer(&n)))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if errno != 0 {
+		t.Fatal(errno)
+	}
+	return int(n)
+}
+
+// waitFor polls cond for up to 10 s: the condition is kernel state no
+// event announces.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); !cond(); {
+		if time.Now().After(deadline) {
+			t.Fatalf("waited 10 s for %s", what)
+		}
+		time.Sleep(time.Millisecond)
 	}
 }
