@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"os"
 	"sync"
 	"syscall"
 	"time"
@@ -116,17 +115,37 @@ func (cp *copier) end(rerr error) {
 
 // runRaw copies from a plain socket.
 func (cp *copier) runRaw(rc syscall.RawConn) {
+	cp.runPolled(rc, readSocket)
+}
+
+// runTLS copies from the client's TLS connection: crypto/tls reads the
+// socket through transport inside the callback, and a read that would
+// block comes back as errWouldBlock.
+func (cp *copier) runTLS(tc *tls.Conn, t *transport, rc syscall.RawConn) {
+	defer func() { t.fd = -1 }()
+	cp.runPolled(rc, func(fd int, p []byte) (int, error) {
+		t.fd = fd
+		// The first call may find a record crypto/tls already holds.
+		return tc.Read(p)
+	})
+}
+
+// runPolled is runRaw's and runTLS's loop. readOnce reads once from the
+// socket fd into p, returning errWouldBlock (with no data) when the
+// socket has nothing; the buffer is taken when the socket is readable and
+// given back before the runtime waits.
+func (cp *copier) runPolled(rc syscall.RawConn, readOnce func(fd int, p []byte) (int, error)) {
 	var (
 		bp   *[]byte
-		nr   int
+		n    int
 		rerr error
 	)
 	read := func(fd uintptr) bool {
 		if bp == nil {
 			bp = relayBufs.Get().(*[]byte)
 		}
-		nr, rerr = readFD(int(fd), *bp)
-		if rerr == syscall.EAGAIN {
+		n, rerr = readOnce(int(fd), *bp)
+		if n == 0 && rerr == errWouldBlock {
 			relayBufs.Put(bp)
 			bp = nil
 			return false
@@ -145,58 +164,11 @@ func (cp *copier) runRaw(rc syscall.RawConn) {
 			cp.end(err)
 			return
 		}
-		switch {
-		case rerr != nil:
-			cp.end(os.NewSyscallError("read", rerr))
-			return
-		case nr == 0:
-			return // EOF
-		}
-		if cp.forward((*bp)[:nr]) {
-			return
-		}
-	}
-}
-
-// runTLS copies from the client's TLS connection: crypto/tls reads the
-// socket through transport inside the callback, and a read that would
-// block comes back as errWouldBlock.
-func (cp *copier) runTLS(tc *tls.Conn, t *transport, rc syscall.RawConn) {
-	var (
-		bp   *[]byte
-		n    int
-		rerr error
-	)
-	read := func(fd uintptr) bool {
-		t.fd = int(fd)
-		if bp == nil {
-			bp = relayBufs.Get().(*[]byte)
-		}
-		// The first call may find a record crypto/tls already holds.
-		n, rerr = tc.Read(*bp)
-		if n == 0 && rerr == errWouldBlock {
-			relayBufs.Put(bp)
-			bp = nil
-			return false
-		}
-		return true
-	}
-	defer func() {
-		t.fd = -1
-		if bp != nil {
-			relayBufs.Put(bp)
-		}
-	}()
-	for {
-		if err := rc.Read(read); err != nil {
-			cp.end(err)
-			return
-		}
 		if n > 0 && cp.forward((*bp)[:n]) {
 			return
 		}
 		// errWouldBlock with data (crypto/tls looked ahead for a
-		// close_notify) just means: read again.
+		// close_notify) just means: read again. io.EOF is a clean end.
 		if rerr != nil && rerr != errWouldBlock {
 			cp.end(rerr)
 			return

@@ -63,17 +63,9 @@ func (b *batchConn) flush(t *testing.T, cuts ...int) {
 // on an empty socket while a complete record sits unread) shows as a
 // timeout rather than passing unnoticed.
 func TestRelayTLS(t *testing.T) {
-	ca, err := testpki.NewRootCA(pkix.Name{CommonName: "relay root"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srvLeaf, err := ca.NewServer("localhost", []string{"localhost"}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
 	for _, version := range []uint16{tls.VersionTLS12, tls.VersionTLS13} {
 		t.Run(tlsVersionName(version), func(t *testing.T) {
-			client, server, sink := tlsRelayPair(t, ca, srvLeaf, version)
+			client, server, sink := tlsRelayPair(t, version)
 			up := &copier{name: "client->sink", dst: sink.w, src: server}
 			done := make(chan struct{})
 			go func() { up.run(); sink.w.Close(); close(done) }()
@@ -193,25 +185,20 @@ func (s *sink) expect(t *testing.T, step string, want []byte) {
 
 // tlsRelayPair returns a TLS client, the server's *tls.Conn over a
 // transport (as startTLS builds it), and a sink connected over TCP.
-func tlsRelayPair(t *testing.T, ca *testpki.CA, srv *testpki.Leaf, version uint16) (*tlsClient, *tls.Conn, *sink) {
+func tlsRelayPair(t *testing.T, version uint16) (*tlsClient, *tls.Conn, *sink) {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ca, err := testpki.NewRootCA(pkix.Name{CommonName: "relay root"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
+	srv, err := ca.NewServer("localhost", []string{"localhost"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
 	dial := func() (net.Conn, net.Conn) {
-		c, err := net.Dial("tcp", ln.Addr().String())
-		if err != nil {
-			t.Fatal(err)
-		}
-		s, err := ln.Accept()
-		if err != nil {
-			t.Fatal(err)
-		}
+		c, s := tcpPair(t)
 		for _, x := range []net.Conn{c, s} {
 			_ = x.SetDeadline(time.Now().Add(time.Minute))
-			t.Cleanup(func() { x.Close() })
 		}
 		return c, s
 	}
@@ -310,15 +297,7 @@ func TestRelayEOFBehindData(t *testing.T) {
 		}
 	})
 	t.Run("TLS without close_notify", func(t *testing.T) {
-		ca, err := testpki.NewRootCA(pkix.Name{CommonName: "eof root"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		srvLeaf, err := ca.NewServer("localhost", []string{"localhost"}, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		client, server, sink := tlsRelayPair(t, ca, srvLeaf, tls.VersionTLS13)
+		client, server, sink := tlsRelayPair(t, tls.VersionTLS13)
 		if _, err := client.tls.Write([]byte("last words")); err != nil {
 			t.Fatal(err)
 		}

@@ -49,7 +49,13 @@ func (t *transport) Read(p []byte) (int, error) {
 	if t.fd < 0 {
 		return t.Conn.Read(p)
 	}
-	n, err := readFD(t.fd, p)
+	return readSocket(t.fd, p)
+}
+
+// readSocket is one non-blocking read(2) of a stream socket, in io.Reader
+// terms: errWouldBlock when it has nothing yet, io.EOF at its end.
+func readSocket(fd int, p []byte) (int, error) {
+	n, err := readFD(fd, p)
 	switch {
 	case err == syscall.EAGAIN:
 		return 0, errWouldBlock
