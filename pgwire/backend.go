@@ -87,7 +87,12 @@ func (c *clientConn) connectBackend(ctx context.Context, si *startupInfo, entry 
 	// past 15 ms) can take the backend's bytes from the relay. When
 	// pgconn is idle, as after a completed startup, it returns at once.
 	if err := pgc.SyncConn(connectCtx); err != nil {
-		pgc.Close(context.Background())
+		closeCtx, cancel := context.WithTimeout(context.Background(), time.Second)
+		pgc.Close(closeCtx)
+		cancel()
+		if pgErr, ok := errors.AsType[*pgconn.PgError](err); ok {
+			return nil, pgErr
+		}
 		return nil, backendUnavailable(err)
 	}
 	hj, err := pgc.Hijack()

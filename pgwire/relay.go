@@ -108,10 +108,12 @@ func (cp *copier) end(rerr error) {
 //     edge-triggered poller reports data and close as one event, so
 //     waiting after a short read could wait forever for an EOF already
 //     there.
-//   - Nothing is written while the source's read lock is held (inside
+//   - Nothing is forwarded while the source's read lock is held (inside
 //     the callback): closing a socket waits for its lock holders, and a
 //     copier blocked writing to a peer that does not read would then
-//     block relay's Close of its source.
+//     block relay's Close of its source. (crypto/tls may write a KeyUpdate
+//     reply or an alert inside the callback, but to the same socket, and
+//     closing that socket wakes the write.)
 
 // runRaw copies from a plain socket.
 func (cp *copier) runRaw(rc syscall.RawConn) {
@@ -122,9 +124,10 @@ func (cp *copier) runRaw(rc syscall.RawConn) {
 // socket through transport inside the callback, and a read that would
 // block comes back as errWouldBlock.
 func (cp *copier) runTLS(tc *tls.Conn, t *transport, rc syscall.RawConn) {
-	defer func() { t.fd = -1 }()
 	cp.runPolled(rc, func(fd int, p []byte) (int, error) {
+		// fd is valid only while the callback runs.
 		t.fd = fd
+		defer func() { t.fd = -1 }()
 		// The first call may find a record crypto/tls already holds.
 		return tc.Read(p)
 	})
