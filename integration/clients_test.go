@@ -87,13 +87,7 @@ type matrixRow struct{ client, version, tls, result string }
 func TestClientMatrix(t *testing.T) {
 	began := time.Now()
 	w := newWorld(t, newPKI(t), worldOptions{hba: matrixHBA})
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	for _, q := range []string{"CREATE ROLE alice LOGIN", "CREATE DATABASE app OWNER alice"} {
-		if err := w.cluster.Exec(ctx, q); err != nil {
-			t.Fatal(err)
-		}
-	}
+	w.setup(t, "CREATE ROLE alice LOGIN", "CREATE DATABASE app OWNER alice")
 	var table []matrixRow
 	run := func(client, tlsMode string, f func(t *testing.T) string) {
 		var version string
@@ -294,21 +288,12 @@ func matrixCheck(t *testing.T, w *world, r matrixReport, table string) {
 // matrixAppRows queries database app directly as the superuser.
 func matrixAppRows(t *testing.T, ctx context.Context, w *world, query string) [][]string {
 	t.Helper()
-	cfg, err := pgconn.ParseConfig(w.cluster.SuperuserDSN() + " dbname=app")
+	rows, err := w.superuserRowsIn(ctx, "app", query)
 	if err != nil {
-		t.Fatal(err)
-	}
-	pc, err := pgconn.ConnectConfig(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pc.Close(ctx)
-	res := pc.ExecParams(ctx, query, nil, nil, nil, nil).Read()
-	if res.Err != nil {
-		t.Fatalf("%s: %v", query, res.Err)
+		t.Fatalf("%s: %v", query, err)
 	}
 	var out [][]string
-	for _, row := range res.Rows {
+	for _, row := range rows {
 		var r []string
 		for _, v := range row {
 			r = append(r, string(v))
@@ -412,7 +397,7 @@ func matrixPsql(t *testing.T, w *world) string {
 	if _, err := io.WriteString(master, "select 'pid', pg_backend_pid();\nselect pg_sleep(60);\nselect 'alive', pg_backend_pid();\n\\q\n"); err != nil {
 		t.Fatal(err)
 	}
-	matrixWaitForRow(t, ctx, w, "select pid::text from pg_stat_activity where application_name = 'matrix-psql' and state = 'active' and query like 'select pg_sleep%'")
+	waitFor(t, ctx, w, "select pid::text from pg_stat_activity where application_name = 'matrix-psql' and state = 'active' and query like 'select pg_sleep%'")
 	if err := sleeper.Process.Signal(syscall.SIGINT); err != nil {
 		t.Fatal(err)
 	}
@@ -431,26 +416,6 @@ func matrixPsql(t *testing.T, w *world) string {
 	r.done = err == nil
 	matrixCheck(t, w, r, "matrix_psql")
 	return version
-}
-
-// matrixWaitForRow polls PostgreSQL directly until query returns a row, and
-// returns its first column.
-func matrixWaitForRow(t *testing.T, ctx context.Context, w *world, query string) string {
-	t.Helper()
-	for {
-		rows, err := w.superuserRows(ctx, query)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(rows) > 0 {
-			return string(rows[0][0])
-		}
-		select {
-		case <-ctx.Done():
-			t.Fatalf("waiting for %q: %v", query, ctx.Err())
-		case <-time.After(10 * time.Millisecond):
-		}
-	}
 }
 
 // matrixPgxVersion is the pgx version in go.mod (test binaries carry no module

@@ -42,13 +42,7 @@ func hardenWorld(t *testing.T, o worldOptions) *world {
 		o.hba = hardenHBA
 	}
 	w := newWorld(t, newPKI(t), o)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	for _, q := range []string{"CREATE ROLE alice LOGIN", "CREATE DATABASE app"} {
-		if err := w.cluster.Exec(ctx, q); err != nil {
-			t.Fatal(err)
-		}
-	}
+	w.setup(t, "CREATE ROLE alice LOGIN", "CREATE DATABASE app")
 	return w
 }
 
@@ -326,13 +320,7 @@ func TestHostileCertificates(t *testing.T) {
 	}
 	// No CRLs: with them, every one of the deep CAs would need its own.
 	w := newWorld(t, p, worldOptions{hba: hardenHBA, noCRL: true})
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	for _, q := range []string{"CREATE ROLE alice LOGIN", "CREATE DATABASE app", `CREATE ROLE "` + long[:63] + `" LOGIN`} {
-		if err := w.cluster.Exec(ctx, q); err != nil {
-			t.Fatal(err)
-		}
-	}
+	w.setup(t, "CREATE ROLE alice LOGIN", "CREATE DATABASE app", `CREATE ROLE "`+long[:63]+`" LOGIN`)
 	for _, tc := range []struct{ name, cert, user string }{
 		{"chain of 14 certificates", "deep", "alice"},
 		{"certificate over 100 KB", "huge", "alice"},

@@ -456,10 +456,31 @@ func (s *syncBuffer) String() string {
 
 var _ io.Writer = (*syncBuffer)(nil)
 
+// setup runs each statement on PostgreSQL directly, as the superuser.
+func (w *world) setup(t testing.TB, queries ...string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for _, q := range queries {
+		if err := w.cluster.Exec(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+}
+
 // superuserRows runs a query on PostgreSQL directly, as the superuser over
 // the Unix socket, and returns its rows.
 func (w *world) superuserRows(ctx context.Context, query string) ([][][]byte, error) {
-	pc, err := pgconn.Connect(ctx, w.cluster.SuperuserDSN())
+	return w.superuserRowsIn(ctx, "", query)
+}
+
+// superuserRowsIn is superuserRows in database db ("" for the default).
+func (w *world) superuserRowsIn(ctx context.Context, db, query string) ([][][]byte, error) {
+	dsn := w.cluster.SuperuserDSN()
+	if db != "" {
+		dsn += " dbname=" + db
+	}
+	pc, err := pgconn.Connect(ctx, dsn)
 	if err != nil {
 		return nil, err
 	}

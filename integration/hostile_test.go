@@ -56,13 +56,7 @@ func hostileWorld(t *testing.T) *world {
 	w := newWorld(t, newPKI(t), worldOptions{hba: hostileHBA, conf: map[string]string{
 		"authentication_timeout": fmt.Sprintf("%ds", int(hostileAuthTimeout/time.Second)),
 	}})
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	for _, q := range []string{"CREATE ROLE alice LOGIN", "CREATE DATABASE app OWNER alice"} {
-		if err := w.cluster.Exec(ctx, q); err != nil {
-			t.Fatal(err)
-		}
-	}
+	w.setup(t, "CREATE ROLE alice LOGIN", "CREATE DATABASE app OWNER alice")
 	return w
 }
 
@@ -120,25 +114,11 @@ func hostileLogger(w io.Writer) *slog.Logger {
 }
 
 // hostileAttempt logs alice in through the proxy at addr and asks who she
-// is, like world.attempt.
+// is.
 func hostileAttempt(w *world, addr string) outcome {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
+	// A later port= in the conninfo wins over the harness proxy's.
 	_, port, _ := net.SplitHostPort(addr)
-	cfg, err := pgconn.ParseConfig(w.conninfo(proxy, conn{user: "alice", database: "app", cert: "alice"}) + " port=" + port)
-	if err != nil {
-		w.t.Fatal(err)
-	}
-	pc, err := pgconn.ConnectConfig(ctx, cfg)
-	if err != nil {
-		return classify(err)
-	}
-	defer pc.Close(ctx)
-	res := pc.ExecParams(ctx, "select current_user", nil, nil, nil, nil).Read()
-	if res.Err != nil {
-		return classify(res.Err)
-	}
-	return outcome{ok: true, user: string(res.Rows[0][0])}
+	return w.attempt(proxy, conn{user: "alice", database: "app", cert: "alice", extra: "port=" + port})
 }
 
 // hostileStillServes asserts a normal certificate login through the proxy.

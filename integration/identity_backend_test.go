@@ -14,11 +14,7 @@ func TestClientIdentityAtBackend(t *testing.T) {
 	w := newWorld(t, newPKI(t), worldOptions{hba: sessionHBA, ident: sessionIdent, backendTOML: "pass_client_identity = true\nreuse = true"})
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	for _, q := range []string{"CREATE ROLE alice LOGIN", "CREATE DATABASE app"} {
-		if err := w.cluster.Exec(ctx, q); err != nil {
-			t.Fatal(err)
-		}
-	}
+	w.setup(t, "CREATE ROLE alice LOGIN", "CREATE DATABASE app")
 	// The identity is the full DN even when pg_hba.conf maps the CN.
 	pc, err := w.connect(ctx, proxy, conn{user: "alice", database: "app", cert: "alice-dn"})
 	if err != nil {

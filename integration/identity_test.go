@@ -269,14 +269,8 @@ pg16  /^(bob)$                 +lit\1
 func TestIdentMapsPG16Syntax(t *testing.T) {
 	w := newWorld(t, newPKI(t), worldOptions{hba: identPG16HBA, ident: identPG16Ident})
 	identSetup(t, w, []string{"alice", "bob", "carol", "cora", "all", "+admins", "mallory"}, nil)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	for _, q := range []string{`CREATE ROLE admins`, `GRANT admins TO carol`, `CREATE ROLE "lit\1"`, `GRANT "lit\1" TO mallory`,
-		`CREATE ROLE litbob`, `GRANT litbob TO alice`} {
-		if err := w.cluster.Exec(ctx, q); err != nil {
-			t.Fatal(err)
-		}
-	}
+	w.setup(t, `CREATE ROLE admins`, `GRANT admins TO carol`, `CREATE ROLE "lit\1"`, `GRANT "lit\1" TO mallory`,
+		`CREATE ROLE litbob`, `GRANT litbob TO alice`)
 	certFailed := func(u string) string { return `FATAL 28000 certificate authentication failed for user "` + u + `"` }
 	for _, tc := range []struct {
 		name       string

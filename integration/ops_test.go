@@ -150,13 +150,7 @@ func opsWaitEvents(t *testing.T, log *syncBuffer, kind string, n int) []opsEvent
 func opsWorld(t *testing.T) *world {
 	t.Helper()
 	w := newWorld(t, newPKI(t), worldOptions{hba: opsHBA, ident: sessionIdent})
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	for _, q := range []string{"CREATE ROLE alice LOGIN", "CREATE ROLE bob LOGIN", "CREATE ROLE carol LOGIN", "CREATE DATABASE app OWNER alice"} {
-		if err := w.cluster.Exec(ctx, q); err != nil {
-			t.Fatal(err)
-		}
-	}
+	w.setup(t, "CREATE ROLE alice LOGIN", "CREATE ROLE bob LOGIN", "CREATE ROLE carol LOGIN", "CREATE DATABASE app OWNER alice")
 	return w
 }
 
@@ -857,20 +851,22 @@ func TestOpsShutdown(t *testing.T) {
 	origAddr := w.addr
 	// Each subtest has its own deadline; the first also pays for
 	// building the binary.
-	subCtx := func(t *testing.T) context.Context {
+	// start runs a fresh pgcertgate child whose configuration adds
+	// extra, and holds one session through it.
+	start := func(t *testing.T, name, extra string) (context.Context, *opsChild, *pgconn.PgConn) {
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 		t.Cleanup(cancel)
-		return ctx
-	}
-
-	t.Run("SIGTERM drains: a transaction commits, new connections are refused", func(t *testing.T) {
-		ctx := subCtx(t)
-		child := opsStartChild(t, w, opsChildConfig(t, w, w.dir, "drain.toml", `shutdown_timeout = "60s"`))
+		child := opsStartChild(t, w, opsChildConfig(t, w, w.dir, name, extra))
 		held, err := w.connect(ctx, proxy, alice)
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer held.Close(ctx)
+		t.Cleanup(func() { held.Close(ctx) })
+		return ctx, child, held
+	}
+
+	t.Run("SIGTERM drains: a transaction commits, new connections are refused", func(t *testing.T) {
+		ctx, child, held := start(t, "drain.toml", `shutdown_timeout = "60s"`)
 		opsExec(t, ctx, held, "BEGIN; CREATE TABLE ops_drain (v int); INSERT INTO ops_drain VALUES (1)")
 		began := time.Now()
 		child.cmd.Process.Signal(syscall.SIGTERM)
@@ -908,13 +904,7 @@ func TestOpsShutdown(t *testing.T) {
 	})
 
 	t.Run("SIGTERM drain timeout closes sockets without an injected error", func(t *testing.T) {
-		ctx := subCtx(t)
-		child := opsStartChild(t, w, opsChildConfig(t, w, w.dir, "timeout.toml", `shutdown_timeout = "2s"`))
-		held, err := w.connect(ctx, proxy, alice)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer held.Close(ctx)
+		ctx, child, held := start(t, "timeout.toml", `shutdown_timeout = "2s"`)
 		// A COPY streaming at full speed: the drain's end cuts it in the
 		// middle of a message. The set-returning function sits in the
 		// select list, where it streams (in FROM it would be
@@ -934,7 +924,7 @@ func TestOpsShutdown(t *testing.T) {
 		began := time.Now()
 		child.cmd.Process.Signal(syscall.SIGTERM)
 		child.waitLog(t, "shutdown timeout reached")
-		err = <-copyErr
+		err := <-copyErr
 		if err == nil {
 			t.Fatal("COPY finished although the drain timed out")
 		}
@@ -952,13 +942,7 @@ func TestOpsShutdown(t *testing.T) {
 	})
 
 	t.Run("SIGINT closes sessions at once", func(t *testing.T) {
-		ctx := subCtx(t)
-		child := opsStartChild(t, w, opsChildConfig(t, w, w.dir, "fast.toml", `shutdown_timeout = "60s"`))
-		held, err := w.connect(ctx, proxy, alice)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer held.Close(ctx)
+		ctx, child, held := start(t, "fast.toml", `shutdown_timeout = "60s"`)
 		opsExec(t, ctx, held, "SELECT 1")
 		began := time.Now()
 		child.cmd.Process.Signal(syscall.SIGINT)
@@ -976,13 +960,7 @@ func TestOpsShutdown(t *testing.T) {
 	})
 
 	t.Run("SIGINT cuts a SIGTERM drain short", func(t *testing.T) {
-		ctx := subCtx(t)
-		child := opsStartChild(t, w, opsChildConfig(t, w, w.dir, "escalate.toml", `shutdown_timeout = "60s"`))
-		held, err := w.connect(ctx, proxy, alice)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer held.Close(ctx)
+		ctx, child, held := start(t, "escalate.toml", `shutdown_timeout = "60s"`)
 		began := time.Now()
 		child.cmd.Process.Signal(syscall.SIGTERM)
 		child.waitLog(t, "waiting for open connections to end")

@@ -39,13 +39,7 @@ func replWorld(t *testing.T) *world {
 		"max_wal_senders":       "10",
 		"max_replication_slots": "10",
 	}})
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	for _, q := range []string{"CREATE ROLE alice LOGIN REPLICATION", "CREATE DATABASE app OWNER alice"} {
-		if err := w.cluster.Exec(ctx, q); err != nil {
-			t.Fatal(err)
-		}
-	}
+	w.setup(t, "CREATE ROLE alice LOGIN REPLICATION", "CREATE DATABASE app OWNER alice")
 	return w
 }
 
@@ -118,7 +112,7 @@ func TestReplication(t *testing.T) {
 		}
 		defer cmd.Process.Kill()
 		// The walsender serves pg_receivewal through the proxy.
-		matrixWaitForRow(t, ctx, w, "select pid::text from pg_stat_replication where application_name = 'pg_receivewal' and state = 'streaming'")
+		waitFor(t, ctx, w, "select pid::text from pg_stat_replication where application_name = 'pg_receivewal' and state = 'streaming'")
 		// Fill and close the segment being streamed; pg_receivewal renames
 		// the .partial file once the segment is complete.
 		if err := w.cluster.Exec(ctx, "CREATE TABLE wal_filler AS SELECT generate_series(1, 1000) i; SELECT pg_switch_wal()"); err != nil {
@@ -315,7 +309,7 @@ func replCopyBoth(t *testing.T, w *world) {
 	// The walsender took the status update: the slot's confirmed flush
 	// position is the commit the client acknowledged.
 	lsn := fmt.Sprintf("%X/%X", commitEnd>>32, uint32(commitEnd))
-	rows := matrixWaitForRow(t, ctx, w, fmt.Sprintf("select confirmed_flush_lsn::text from pg_replication_slots where slot_name = 'copyboth_slot' and confirmed_flush_lsn >= '%s'", lsn))
+	rows := waitFor(t, ctx, w, fmt.Sprintf("select confirmed_flush_lsn::text from pg_replication_slots where slot_name = 'copyboth_slot' and confirmed_flush_lsn >= '%s'", lsn))
 	t.Logf("confirmed_flush_lsn %s after acknowledging %s (%v)", rows, lsn, time.Since(began))
 	// The walsender session goes on after the stream.
 	if res, err := pc.Exec(ctx, "IDENTIFY_SYSTEM").ReadAll(); err != nil || string(res[0].Rows[0][3]) != "app" {

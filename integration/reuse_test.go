@@ -16,11 +16,7 @@ func TestBackendReuse(t *testing.T) {
 	w := newWorld(t, newPKI(t), worldOptions{hba: sessionHBA, ident: sessionIdent, backendTOML: "reuse = true\nreuse_idle_timeout = \"30s\""})
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	for _, q := range []string{"CREATE ROLE alice LOGIN", "CREATE ROLE carol LOGIN", "CREATE DATABASE app", "GRANT ALL ON DATABASE app TO alice, carol"} {
-		if err := w.cluster.Exec(ctx, q); err != nil {
-			t.Fatal(err)
-		}
-	}
+	w.setup(t, "CREATE ROLE alice LOGIN", "CREATE ROLE carol LOGIN", "CREATE DATABASE app", "GRANT ALL ON DATABASE app TO alice, carol")
 	alice := conn{user: "alice", database: "app", cert: "alice"}
 	open := func(c conn) *pgconn.PgConn {
 		t.Helper()

@@ -26,13 +26,7 @@ m /^(.*)@example\.com$ \1
 func sessionWorld(t *testing.T) *world {
 	t.Helper()
 	w := newWorld(t, newPKI(t), worldOptions{hba: sessionHBA, ident: sessionIdent})
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	for _, q := range []string{"CREATE ROLE alice LOGIN", "CREATE ROLE carol LOGIN", "CREATE DATABASE app OWNER alice"} {
-		if err := w.cluster.Exec(ctx, q); err != nil {
-			t.Fatal(err)
-		}
-	}
+	w.setup(t, "CREATE ROLE alice LOGIN", "CREATE ROLE carol LOGIN", "CREATE DATABASE app OWNER alice")
 	return w
 }
 
@@ -196,9 +190,10 @@ func TestSessions(t *testing.T) {
 }
 
 // waitFor polls PostgreSQL (directly, as superuser) until query returns a
-// row. Polling a condition, with a deadline, is not sleeping as
-// synchronisation: it ends as soon as the state is reached.
-func waitFor(t *testing.T, ctx context.Context, w *world, query string) {
+// row, and returns its first column. Polling a condition, with a deadline,
+// is not sleeping as synchronisation: it ends as soon as the state is
+// reached.
+func waitFor(t *testing.T, ctx context.Context, w *world, query string) string {
 	t.Helper()
 	for {
 		rows, err := w.superuserRows(ctx, query)
@@ -206,7 +201,7 @@ func waitFor(t *testing.T, ctx context.Context, w *world, query string) {
 			t.Fatal(err)
 		}
 		if len(rows) > 0 {
-			return
+			return string(rows[0][0])
 		}
 		select {
 		case <-ctx.Done():

@@ -180,6 +180,41 @@ func (e *env) connConfig(port int) (*pgconn.Config, error) {
 		port, benchUser, benchDB, e.rootCrt, e.clientCrt, e.clientKey))
 }
 
+// openAll opens n connections with the given number of workers. On an
+// error it stops opening and returns what it opened with the first
+// error; the caller closes the non-nil ones either way.
+func openAll[C any](ctx context.Context, n, workers int, what string, open func() (C, error)) ([]C, error) {
+	conns := make([]C, n)
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	errs := make(chan error, workers)
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= n || ctx.Err() != nil {
+					return
+				}
+				c, err := open()
+				if err != nil {
+					errs <- fmt.Errorf("%s %d: %w", what, i, err)
+					return
+				}
+				conns[i] = c
+			}
+		}()
+	}
+	wg.Wait()
+	select {
+	case err := <-errs:
+		return conns, err
+	default:
+		return conns, nil
+	}
+}
+
 // openIdle connects and runs `select 1`, with a deadline. About once in
 // ten runs of 1,000 sessions, a pgconn client here waited forever for the
 // reply to its `select 1` although the proxy had sent it: in the captured
@@ -234,29 +269,8 @@ func (e *env) measureIdle(ctx context.Context, name, targetName string, p *proc,
 	}
 	m.Before = scrapeGoMem(ctx, adminPort)
 	logf("%s: %d sessions through %s (RSS before %.1f MiB)…", targetName, n, p.name, mib(m.RSSBefore))
-	conns := make([]*pgconn.PgConn, n)
-	var next, stalls atomic.Int64
-	var wg sync.WaitGroup
-	errs := make(chan error, 8)
-	for range 8 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				i := int(next.Add(1)) - 1
-				if i >= n || ctx.Err() != nil {
-					return
-				}
-				c, err := openIdle(ctx, cfg, &stalls)
-				if err != nil {
-					errs <- fmt.Errorf("session %d: %w", i, err)
-					return
-				}
-				conns[i] = c
-			}
-		}()
-	}
-	wg.Wait()
+	var stalls atomic.Int64
+	conns, err := openAll(ctx, n, 8, "session", func() (*pgconn.PgConn, error) { return openIdle(ctx, cfg, &stalls) })
 	m.ClientStalls = stalls.Load()
 	defer func() {
 		for _, c := range conns {
@@ -265,10 +279,8 @@ func (e *env) measureIdle(ctx context.Context, name, targetName string, p *proc,
 			}
 		}
 	}()
-	select {
-	case err := <-errs:
+	if err != nil {
 		return m, err
-	default:
 	}
 	if m.RSSWith, err = settledRSS(p.pid(), 30*time.Second); err != nil {
 		return m, err
@@ -338,30 +350,8 @@ func (e *env) measureParked(ctx context.Context, p *proc, port, n, adminPort int
 	m.Before = scrapeGoMem(ctx, adminPort)
 	logf("pgcertgate: parking %d TLS clients in startup (RSS before %.1f MiB)…", n, mib(m.RSSBefore))
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	conns := make([]net.Conn, n)
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	errs := make(chan error, 16)
 	began := time.Now()
-	for range 16 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				i := int(next.Add(1)) - 1
-				if i >= n || ctx.Err() != nil {
-					return
-				}
-				c, err := parkTLS(addr, tlsCfg)
-				if err != nil {
-					errs <- fmt.Errorf("parked client %d: %w", i, err)
-					return
-				}
-				conns[i] = c
-			}
-		}()
-	}
-	wg.Wait()
+	conns, err := openAll(ctx, n, 16, "parked client", func() (net.Conn, error) { return parkTLS(addr, tlsCfg) })
 	defer func() {
 		for _, c := range conns {
 			if c != nil {
@@ -369,10 +359,8 @@ func (e *env) measureParked(ctx context.Context, p *proc, port, n, adminPort int
 			}
 		}
 	}()
-	select {
-	case err := <-errs:
+	if err != nil {
 		return m, err
-	default:
 	}
 	logf("pgcertgate: %d TLS handshakes in %s", n, time.Since(began).Round(time.Millisecond))
 	if m.RSSWith, err = settledRSS(p.pid(), 30*time.Second); err != nil {

@@ -237,17 +237,22 @@ func (r *report) markdown(plotErr error) string {
 		p("| %s | %s | %s |\n", v.Goal, m, v.status())
 	}
 
+	// targetHeader starts a table with a column per target.
+	targetHeader := func() {
+		p("| workload |")
+		for _, n := range names {
+			p(" %s |", n)
+		}
+		p("\n|---|")
+		for range names {
+			p("---:|")
+		}
+		p("\n")
+	}
+
 	p("\n### Throughput\n\n")
 	p("Median over %d rounds, with the range (min–max) in brackets. TPS from pgbench (`tps = …`; with `-C` it includes connection time); COPY in MB/s (10^6 bytes per second, wall time of the psql process).\n\n", r.opts.rounds)
-	p("| workload |")
-	for _, n := range names {
-		p(" %s |", n)
-	}
-	p("\n|---|")
-	for range names {
-		p("---:|")
-	}
-	p("\n")
+	targetHeader()
 	for _, w := range r.workloads {
 		p("| %s (%s) |", w.Title, w.Unit)
 		for _, n := range names {
@@ -266,15 +271,8 @@ func (r *report) markdown(plotErr error) string {
 			p("| %s | %s | %.3f | %s |\n", w.Key, n, s.Median/d.Median, ratioOrDash(s.Median, bo.Median, n == targetBouncer))
 		}
 	}
-	p("\nLatency average (ms, median over rounds):\n\n| workload |")
-	for _, n := range names {
-		p(" %s |", n)
-	}
-	p("\n|---|")
-	for range names {
-		p("---:|")
-	}
-	p("\n")
+	p("\nLatency average (ms, median over rounds):\n\n")
+	targetHeader()
 	for _, w := range r.workloads {
 		if w.Copy != "" {
 			continue
