@@ -12,7 +12,6 @@ type Reason int
 const (
 	UnableToGetIssuerCert         Reason = 2  // the top of the chain is trusted but not self-signed (no PARTIAL_CHAIN)
 	UnableToGetCRL                Reason = 3  // CRL checking is on and no usable CRL from the issuer was found
-	UnableToDecodeIssuerPublicKey Reason = 6  // the issuer's key cannot be used
 	CertSignatureFailure          Reason = 7  // a certificate's signature does not verify
 	CRLSignatureFailure           Reason = 8  // a CRL's signature does not verify
 	CertNotYetValid               Reason = 9  // notBefore is in the future
@@ -22,7 +21,7 @@ const (
 	DepthZeroSelfSigned           Reason = 18 // the client's certificate is self-signed and not in the CA file
 	SelfSignedCertInChain         Reason = 19 // the chain ends at a self-signed certificate not in the CA file
 	UnableToGetIssuerCertLocally  Reason = 20 // no issuer found: unknown CA
-	CertChainTooLong              Reason = 22 // more than 100 intermediates
+	CertChainTooLong              Reason = 22 // more intermediates than the verify depth (100 by default)
 	CertRevoked                   Reason = 23 // listed in the issuer's CRL
 	InvalidCA                     Reason = 79 // an issuer is not a CA (basicConstraints, keyUsage); 24 before OpenSSL 3.0
 	PathLengthExceeded            Reason = 25 // a pathLenConstraint is exceeded
@@ -43,13 +42,17 @@ const (
 
 // String returns OpenSSL's X509_verify_cert_error_string text.
 func (r Reason) String() string {
+	if s, ok := r.revocationText(); ok {
+		return s
+	}
+	if s, ok := r.policyText(); ok {
+		return s
+	}
 	switch r {
 	case UnableToGetIssuerCert:
 		return "unable to get issuer certificate"
 	case UnableToGetCRL:
 		return "unable to get certificate CRL"
-	case UnableToDecodeIssuerPublicKey:
-		return "unable to decode issuer public key"
 	case CertSignatureFailure:
 		return "certificate signature failure"
 	case CRLSignatureFailure:
@@ -111,7 +114,6 @@ const (
 	AlertCertificateUnknown     uint8 = 46
 	AlertUnknownCA              uint8 = 48
 	AlertDecryptError           uint8 = 51
-	AlertInternalError          uint8 = 80
 )
 
 // Alert returns the TLS alert OpenSSL's server sends for this failure
@@ -122,12 +124,18 @@ const (
 // unsupported_certificate for a wrong purpose, decrypt_error for a bad
 // signature and certificate_unknown for anything else.
 func (r Reason) Alert() uint8 {
+	if a, ok := r.revocationAlert(); ok {
+		return a
+	}
+	if a, ok := r.policyAlert(); ok {
+		return a
+	}
 	switch r {
 	case UnableToGetIssuerCert, UnableToGetCRL, UnableToGetCRLIssuer,
 		DepthZeroSelfSigned, SelfSignedCertInChain, UnableToGetIssuerCertLocally,
 		CertChainTooLong, PathLengthExceeded, InvalidCA:
 		return AlertUnknownCA
-	case UnableToDecodeIssuerPublicKey, CertNotYetValid, CRLNotYetValid, Unparseable:
+	case CertNotYetValid, CRLNotYetValid, Unparseable:
 		return AlertBadCertificate
 	case CertSignatureFailure, CRLSignatureFailure:
 		return AlertDecryptError

@@ -30,6 +30,15 @@ type Config struct {
 	// check it either); verification then fails for lack of CRLs. Empty
 	// means none.
 	CRLDir string
+	// CAPEM is the CA certificates as PEM text, used instead of reading
+	// CAFile (ssl_ca, or a [client_ca] table's pem); CAFile then only
+	// names the text in errors.
+	CAPEM []byte
+	// VerifyDepth is how many intermediate certificates a chain may hold
+	// between the client's certificate and the trust anchor, as OpenSSL's
+	// verify depth counts them (ssl_verify_depth). Nil means OpenSSL's
+	// default, DefaultVerifyDepth, which PostgreSQL never changes.
+	VerifyDepth *int
 }
 
 // Verifier verifies client certificate chains as PostgreSQL's OpenSSL
@@ -41,6 +50,7 @@ type Verifier struct {
 	store    []*certInfo // ssl_ca_file then ssl_crl_file certificates, in file order
 	crls     crlStore
 	crlCheck bool
+	depth    int // intermediates allowed (OpenSSL's verify depth)
 }
 
 // NewVerifier loads cfg. Errors carry PostgreSQL's be_tls_init message
@@ -49,11 +59,21 @@ type Verifier struct {
 // start line" for a CA file holding only CRLs) and Go's parser error for a
 // malformed certificate or CRL.
 func NewVerifier(cfg Config) (*Verifier, error) {
-	if cfg.CAFile == "" {
+	if cfg.CAFile == "" && cfg.CAPEM == nil {
 		return nil, errors.New("client certificates can only be checked if a root certificate store is available")
 	}
-	v := &Verifier{}
-	caCRLs, certs, err := loadBundle(cfg.CAFile)
+	v := &Verifier{depth: DefaultVerifyDepth}
+	if cfg.VerifyDepth != nil {
+		v.depth = *cfg.VerifyDepth
+	}
+	var caCRLs []*crlInfo
+	var certs []*certInfo
+	var err error
+	if cfg.CAPEM != nil {
+		caCRLs, certs, err = parsePEMBundle(cfg.CAPEM, true)
+	} else {
+		caCRLs, certs, err = loadBundle(cfg.CAFile)
+	}
 	if err == nil && len(certs) == 0 {
 		// X509_load_cert_crl_file finds nothing, or SSL_load_client_CA_file
 		// finds CRLs but no certificate.
@@ -61,6 +81,9 @@ func NewVerifier(cfg Config) (*Verifier, error) {
 		if len(caCRLs) > 0 {
 			err = errors.New("no start line")
 		}
+	}
+	if err != nil && cfg.CAPEM != nil {
+		return nil, fmt.Errorf("could not load root certificates from %s: %w", cfg.CAFile, err)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("could not load root certificate file \"%s\": %w", cfg.CAFile, err)
@@ -127,16 +150,19 @@ func (v *Verifier) Intermediates() []*x509.Certificate {
 	return out
 }
 
-// maxDepth is OpenSSL's default verify depth (X509_VERIFY_PARAM "default").
-const maxDepth = 100
+// DefaultVerifyDepth is OpenSSL's default verify depth (X509_VERIFY_PARAM
+// "default"): up to 100 intermediates.
+const DefaultVerifyDepth = 100
 
 // Verify verifies the client's certificate chain rawCerts (leaf first, as
 // sent in the TLS Certificate message) at time now, and returns the chain
-// it built, leaf to root. It fits tls.Config.VerifyPeerCertificate. The
-// checks run in OpenSSL's order (x509_vfy.c verify_chain): chain building,
-// extensions and purpose, revocation, then signatures and validity periods
-// from the root down, then name constraints; the first failure is
-// returned, as PostgreSQL's verify_cb accepts OpenSSL's verdict.
+// it built, leaf to root. It serves callers that hold DER, such as a chain
+// read from a PEM file; a live handshake calls VerifyCertificates with the
+// chain crypto/tls already parsed. The checks run in OpenSSL's order
+// (x509_vfy.c verify_chain): chain building, extensions and purpose,
+// revocation, then signatures and validity periods from the root down,
+// then name constraints; the first failure is returned, as PostgreSQL's
+// verify_cb accepts OpenSSL's verdict.
 func (v *Verifier) Verify(rawCerts [][]byte, now time.Time) ([]*x509.Certificate, error) {
 	certs := make([]*x509.Certificate, len(rawCerts))
 	for i, raw := range rawCerts {
@@ -154,11 +180,20 @@ func (v *Verifier) Verify(rawCerts [][]byte, now time.Time) ([]*x509.Certificate
 // then holds one parsed copy of the client's chain, not two. The
 // certificates are only read.
 func (v *Verifier) VerifyCertificates(certs []*x509.Certificate, now time.Time) ([]*x509.Certificate, error) {
+	peer, err := peerInfos(certs)
+	if err != nil {
+		return nil, err
+	}
+	return v.verifyInfos(peer, now)
+}
+
+// peerInfos derives what verification reads from each certificate of a
+// presented chain. It is computed once per chain however many verifiers
+// see it (Trust.Verify), and only read.
+func peerInfos(certs []*x509.Certificate) ([]*certInfo, error) {
 	if len(certs) == 0 {
 		return nil, &VerifyError{Reason: NoCertificate}
 	}
-	// OpenSSL compares whole seconds (time(NULL)).
-	now = now.Truncate(time.Second)
 	peer := make([]*certInfo, len(certs))
 	for i, c := range certs {
 		ci, err := newCertInfo(c)
@@ -167,6 +202,13 @@ func (v *Verifier) VerifyCertificates(certs []*x509.Certificate, now time.Time) 
 		}
 		peer[i] = ci
 	}
+	return peer, nil
+}
+
+// verifyInfos is VerifyCertificates for a chain peerInfos derived.
+func (v *Verifier) verifyInfos(peer []*certInfo, now time.Time) ([]*x509.Certificate, error) {
+	// OpenSSL compares whole seconds (time(NULL)).
+	now = now.Truncate(time.Second)
 	chain, numUntrusted, err := v.buildChain(peer, now)
 	if err != nil {
 		return nil, err
@@ -256,7 +298,7 @@ func (v *Verifier) buildChain(peer []*certInfo, now time.Time) ([]*certInfo, int
 	trusted := false
 	for {
 		x := chain[len(chain)-1]
-		if len(chain) > maxDepth+1 {
+		if len(chain) > v.depth+1 {
 			return nil, 0, &VerifyError{Reason: CertChainTooLong, Depth: len(chain) - 1}
 		}
 		if numUntrusted == len(chain) {

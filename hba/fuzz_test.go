@@ -4,15 +4,16 @@ import (
 	"context"
 	"errors"
 	"net/netip"
-	"strings"
 	"testing"
 	"testing/fstest"
+
+	"github.com/pgcertgate/pgcertgate/internal/authfile"
 )
 
 // fuzzFS serves the fuzzed text as pg_hba.conf next to a few small files
 // that @file and include records can reach.
-func fuzzFS(data []byte) FileSystem {
-	return NewFS(fstest.MapFS{
+func fuzzFS(data []byte) authfile.FileSystem {
+	return authfile.NewFS(fstest.MapFS{
 		"etc/pg/pg_hba.conf": {Data: data},
 		"etc/pg/users":       {Data: []byte("alice, \"bob x\"\n@groups\n")},
 		"etc/pg/groups":      {Data: []byte("+admins # c\n")},
@@ -38,61 +39,14 @@ func addSeeds(f *testing.F) {
 	}
 }
 
-// FuzzTokenize checks that the tokenizer never panics and that the
-// tokens it returns, written back with String(), read back identically.
-func FuzzTokenize(f *testing.F) {
-	addSeeds(f)
-	f.Fuzz(func(t *testing.T, data []byte) {
-		lines, _, err := ReadFile("/etc/pg/pg_hba.conf", ReadOptions{FS: fuzzFS(data), MaxTokenLen: 300})
-		checkErrors(t, err)
-		for _, l := range lines {
-			if len(l.Fields) == 0 || l.Line < 1 {
-				t.Fatalf("bad line %+v", l)
-			}
-			parts := make([]string, len(l.Fields))
-			for i, f := range l.Fields {
-				if len(f) == 0 {
-					t.Fatalf("empty field in %+v", l)
-				}
-				parts[i] = f.String()
-			}
-			text := strings.Join(parts, " ")
-			again, _, err := ReadFile("/etc/pg/pg_hba.conf", ReadOptions{FS: fuzzFS([]byte(text))})
-			if err != nil || len(again) != 1 {
-				t.Fatalf("%q re-reads as %v, %v", text, again, err)
-			}
-			if !sameFields(l.Fields, again[0].Fields) {
-				t.Fatalf("%q re-reads differently:\n%s%s", text, render([]Line{l}), render(again))
-			}
-		}
-	})
-}
-
-func sameFields(a, b []Field) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if len(a[i]) != len(b[i]) {
-			return false
-		}
-		for j := range a[i] {
-			if a[i][j] != b[i][j] {
-				return false
-			}
-		}
-	}
-	return true
-}
-
-// checkErrors requires every error to be a located *Error.
+// checkErrors requires every error to be a located *authfile.Error.
 func checkErrors(t *testing.T, err error) {
 	t.Helper()
 	if err == nil {
 		return
 	}
 	for _, e := range unjoin(err) {
-		var he *Error
+		var he *authfile.Error
 		if !errors.As(e, &he) || he.File == "" || he.Msg == "" {
 			t.Fatalf("unlocated error %T %v", e, e)
 		}
@@ -105,7 +59,7 @@ func checkErrors(t *testing.T, err error) {
 func FuzzParse(f *testing.F) {
 	addSeeds(f)
 	f.Fuzz(func(t *testing.T, data []byte) {
-		conf, err := Load("/etc/pg/pg_hba.conf", ReadOptions{FS: fuzzFS(data)})
+		conf, err := Load("/etc/pg/pg_hba.conf", authfile.ReadOptions{FS: fuzzFS(data)})
 		checkErrors(t, err)
 		if err != nil {
 			if conf != nil {
@@ -114,7 +68,7 @@ func FuzzParse(f *testing.F) {
 			return
 		}
 		text := conf.String()
-		again, err := Load("/etc/pg/pg_hba.conf", ReadOptions{FS: fuzzFS([]byte(text))})
+		again, err := Load("/etc/pg/pg_hba.conf", authfile.ReadOptions{FS: fuzzFS([]byte(text))})
 		if err != nil {
 			t.Fatalf("canonical text does not load: %v\n%s", err, text)
 		}

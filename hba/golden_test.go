@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"testing/fstest"
+
+	"github.com/pgcertgate/pgcertgate/internal/authfile"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files")
@@ -28,7 +30,7 @@ func describe(e *Entry) string {
 		opts[i] = o.String()
 	}
 	return fmt.Sprintf("line %d rule %d | %s | {%s} | {%s} | %s | %s | %s | {%s} | clientcert=%s clientname=%s map=%q membership=%v\n    %s\n",
-		e.Line, e.RuleNumber, e.ConnType, Field(e.Database), Field(e.User), addr, mask, e.Method,
+		e.Line, e.RuleNumber, e.ConnType, authfile.Field(e.Database), authfile.Field(e.User), addr, mask, e.Method,
 		strings.Join(opts, ","), e.ClientCert, e.ClientName, e.Map, e.UsesMembership(), e.String())
 }
 
@@ -40,7 +42,7 @@ func TestValidGolden(t *testing.T) {
 		t.Fatal(err)
 	}
 	m := fstest.MapFS{"etc/pg/pg_hba.conf": {Data: data}}
-	conf, err := Load("/etc/pg/pg_hba.conf", ReadOptions{FS: NewFS(m)})
+	conf, err := Load("/etc/pg/pg_hba.conf", authfile.ReadOptions{FS: authfile.NewFS(m)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -51,6 +53,11 @@ func TestValidGolden(t *testing.T) {
 	b.WriteString("warnings:\n")
 	for _, w := range conf.Warnings {
 		b.WriteString("    " + w.Error() + "\n")
+	}
+	for _, e := range conf.Entries {
+		for _, w := range e.Warnings {
+			fmt.Fprintf(&b, "    %s:%d: %s\n", e.File, e.Line, w)
+		}
 	}
 	got := b.String()
 	if *update {
@@ -67,7 +74,7 @@ func TestValidGolden(t *testing.T) {
 	}
 
 	// The canonical text is itself a valid file that reads back the same.
-	again, err := Load("/c", ReadOptions{FS: NewFS(fstest.MapFS{"c": {Data: []byte(conf.String())}})})
+	again, err := Load("/c", authfile.ReadOptions{FS: authfile.NewFS(fstest.MapFS{"c": {Data: []byte(conf.String())}})})
 	if err != nil {
 		t.Fatalf("canonical text does not load: %v\n%s", err, conf)
 	}

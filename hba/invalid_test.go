@@ -8,6 +8,8 @@ import (
 	"testing/fstest"
 
 	"github.com/pgcertgate/pgcertgate/hba/hbatest"
+
+	"github.com/pgcertgate/pgcertgate/internal/authfile"
 )
 
 const testDir = "/etc/pg"
@@ -30,7 +32,7 @@ func TestInvalidLines(t *testing.T) {
 			for name, lines := range c.Aux {
 				m[strings.TrimPrefix(testDir, "/")+"/"+name] = &fstest.MapFile{Data: []byte(strings.Join(lines, "\n") + "\n")}
 			}
-			conf, err := Load(testDir+"/pg_hba.conf", ReadOptions{FS: NewFS(m)})
+			conf, err := Load(testDir+"/pg_hba.conf", authfile.ReadOptions{FS: authfile.NewFS(m)})
 			if err == nil {
 				t.Fatalf("loaded without error:\n%s", conf)
 			}
@@ -41,9 +43,9 @@ func TestInvalidLines(t *testing.T) {
 			if len(errs) != 1 {
 				t.Fatalf("got %d errors, want 1: %v", len(errs), err)
 			}
-			var he *Error
+			var he *authfile.Error
 			if !errors.As(errs[0], &he) {
-				t.Fatalf("error %T is not *hba.Error", errs[0])
+				t.Fatalf("error %T is not *authfile.Error", errs[0])
 			}
 			wantFile := testDir + "/" + c.ErrFile
 			wantMsg := strings.ReplaceAll(c.Err, "$DIR", testDir)
@@ -85,7 +87,7 @@ func TestLoadCollectsAllErrors(t *testing.T) {
 			"host all all 1.2.3.4/99 trust",
 		}, "\n"))},
 	}
-	_, err := Load("/etc/pg/pg_hba.conf", ReadOptions{FS: NewFS(m)})
+	_, err := Load("/etc/pg/pg_hba.conf", authfile.ReadOptions{FS: authfile.NewFS(m)})
 	got := err.Error()
 	want := `/etc/pg/pg_hba.conf:2: invalid authentication method "bogus"
 /etc/pg/pg_hba.conf:3: could not open file "/etc/pg/missing": No such file or directory
@@ -97,11 +99,11 @@ func TestLoadCollectsAllErrors(t *testing.T) {
 
 func TestLoadEmptyAndMissing(t *testing.T) {
 	m := fstest.MapFS{"etc/pg/pg_hba.conf": {Data: []byte("# only a comment\n\n   \n")}}
-	_, err := Load("/etc/pg/pg_hba.conf", ReadOptions{FS: NewFS(m)})
+	_, err := Load("/etc/pg/pg_hba.conf", authfile.ReadOptions{FS: authfile.NewFS(m)})
 	if want := `/etc/pg/pg_hba.conf: configuration file "/etc/pg/pg_hba.conf" contains no entries`; err == nil || err.Error() != want {
 		t.Errorf("empty file: got %v, want %s", err, want)
 	}
-	_, err = Load("/etc/pg/nope.conf", ReadOptions{FS: NewFS(m)})
+	_, err = Load("/etc/pg/nope.conf", authfile.ReadOptions{FS: authfile.NewFS(m)})
 	if want := `/etc/pg/nope.conf: could not open file "/etc/pg/nope.conf": No such file or directory`; err == nil || err.Error() != want {
 		t.Errorf("missing file: got %v, want %s", err, want)
 	}

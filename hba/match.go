@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net/netip"
 	"strings"
+
+	"github.com/pgcertgate/pgcertgate/internal/authfile"
 )
 
 // RoleChecker answers role-membership questions for +role, samerole and
@@ -48,6 +50,9 @@ type Request struct {
 	// Addr.Unmap(). An IPv4-mapped IPv6 address is matched as IPv6 and
 	// never by an IPv4 record.
 	Addr netip.Addr
+	// Local is set for a connection over a Unix-domain socket: only
+	// "local" records match it, and Addr, SSL and GSS are ignored.
+	Local bool
 	// SSL and GSS report the transport encryption in use.
 	SSL bool
 	GSS bool
@@ -130,6 +135,14 @@ func (m *matcher) why(format string, args ...any) string {
 // check mirrors the loop body of check_hba: connection type, SSL and GSS
 // state, address, database, then user.
 func (m *matcher) check(ctx context.Context, e *Entry) (bool, string, error) {
+	if m.req.Local {
+		// A Unix-domain socket has no address and no encryption: the
+		// connection type alone decides, then database and role.
+		if e.ConnType != ConnLocal {
+			return false, m.why("connection type %s does not match a Unix-domain socket connection", e.ConnType), nil
+		}
+		return m.checkNames(ctx, e)
+	}
 	if e.ConnType == ConnLocal {
 		return false, m.why(`connection type "local" matches only Unix-domain socket connections`), nil
 	}
@@ -148,6 +161,12 @@ func (m *matcher) check(ctx context.Context, e *Entry) (bool, string, error) {
 	if ok, reason, err := m.checkAddress(ctx, e.Address); !ok || err != nil {
 		return false, reason, err
 	}
+	return m.checkNames(ctx, e)
+}
+
+// checkNames is check_hba's database and role checks, the same for every
+// connection type.
+func (m *matcher) checkNames(ctx context.Context, e *Entry) (bool, string, error) {
 	if ok, reason, err := m.checkDB(ctx, e); !ok || err != nil {
 		return false, reason, err
 	}
@@ -362,16 +381,16 @@ func (m *matcher) checkDB(ctx context.Context, e *Entry) (bool, string, error) {
 		}
 	}
 	if m.req.Replication {
-		return false, m.why("a physical replication connection matches only the replication keyword, not [%s]", Field(e.Database)), nil
+		return false, m.why("a physical replication connection matches only the replication keyword, not [%s]", authfile.Field(e.Database)), nil
 	}
 	for _, tok := range e.Database {
 		if tok.IsKeyword("replication") {
 			// Otherwise `database "replication" not in [replication]`
 			// would puzzle the reader of explain.
-			return false, m.why("database %s not in [%s] (the replication keyword matches only physical replication connections)", pgQuote(db), Field(e.Database)), nil
+			return false, m.why("database %s not in [%s] (the replication keyword matches only physical replication connections)", pgQuote(db), authfile.Field(e.Database)), nil
 		}
 	}
-	return false, m.why("database %s not in [%s]", pgQuote(db), Field(e.Database)), nil
+	return false, m.why("database %s not in [%s]", pgQuote(db), authfile.Field(e.Database)), nil
 }
 
 // checkRole mirrors hba.c check_role (case-sensitive).
@@ -398,5 +417,5 @@ func (m *matcher) checkRole(ctx context.Context, e *Entry) (bool, string, error)
 			return true, "", nil
 		}
 	}
-	return false, m.why("user %s not in [%s]", pgQuote(user), Field(e.User)), nil
+	return false, m.why("user %s not in [%s]", pgQuote(user), authfile.Field(e.User)), nil
 }

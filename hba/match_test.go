@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"testing/fstest"
+
+	"github.com/pgcertgate/pgcertgate/internal/authfile"
 )
 
 // fakeRoles answers membership from a parent map, following it
@@ -71,7 +73,7 @@ func (f *fakeResolver) LookupHost(ctx context.Context, host string) ([]string, e
 
 func mustParse(t *testing.T, text string) *Conf {
 	t.Helper()
-	conf, err := Load("/etc/pg/pg_hba.conf", ReadOptions{FS: NewFS(fstest.MapFS{"etc/pg/pg_hba.conf": {Data: []byte(text)}})})
+	conf, err := Load("/etc/pg/pg_hba.conf", authfile.ReadOptions{FS: authfile.NewFS(fstest.MapFS{"etc/pg/pg_hba.conf": {Data: []byte(text)}})})
 	if err != nil {
 		t.Fatalf("load: %v", err)
 	}

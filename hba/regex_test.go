@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"testing/fstest"
+
+	"github.com/pgcertgate/pgcertgate/internal/authfile"
 )
 
 // The /regex database and user fields use package internal/are, the
@@ -130,7 +132,7 @@ func TestRegexErrors(t *testing.T) {
 	}
 	for _, tc := range tests {
 		m := fstest.MapFS{"etc/pg/pg_hba.conf": {Data: []byte("host all all all trust\n" + tc.line + "\n")}}
-		conf, err := Load("/etc/pg/pg_hba.conf", ReadOptions{FS: NewFS(m)})
+		conf, err := Load("/etc/pg/pg_hba.conf", authfile.ReadOptions{FS: authfile.NewFS(m)})
 		if conf != nil || err == nil {
 			t.Errorf("%s: loaded", tc.line)
 			continue

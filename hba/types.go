@@ -3,6 +3,8 @@ package hba
 import (
 	"net/netip"
 	"strconv"
+
+	"github.com/pgcertgate/pgcertgate/internal/authfile"
 )
 
 // ConnType is a bitmask of the kinds of connection a record accepts. A
@@ -94,13 +96,6 @@ func (m Method) String() string {
 	return methodNames[m]
 }
 
-// Performed reports whether pgcertgate itself carries out the method: only
-// trust, reject and cert. A connection that matches a record with any other
-// method is refused.
-func (m Method) Performed() bool {
-	return m == MethodTrust || m == MethodReject || m == MethodCert
-}
-
 func methodByName(name string) (Method, bool) {
 	for m, n := range methodNames {
 		if n == name && Method(m) != MethodInvalid {
@@ -154,11 +149,15 @@ const (
 	// ClientNameSANURI ("SAN-URI") is a pgcertgate extension: the URI
 	// entries of subjectAltName. PostgreSQL refuses it.
 	ClientNameSANURI
+	// ClientNameSHA256 ("SHA256") is a pgcertgate extension: the leaf's
+	// fingerprint, "sha256:" and the lowercase hex SHA-256 of its DER, a
+	// pin that the line's map binds to roles. PostgreSQL refuses it.
+	ClientNameSHA256
 )
 
 var clientNames = [...]string{
 	ClientNameCN: "CN", ClientNameDN: "DN", ClientNameSANEmail: "SAN-email",
-	ClientNameSANDNS: "SAN-DNS", ClientNameSANURI: "SAN-URI",
+	ClientNameSANDNS: "SAN-DNS", ClientNameSANURI: "SAN-URI", ClientNameSHA256: "SHA256",
 }
 
 // String returns the option value.
@@ -221,7 +220,7 @@ func (a Address) String() string {
 	case AddressSameNet:
 		return "samenet"
 	case AddressHostName:
-		s := String{Value: a.Host}
+		s := authfile.String{Value: a.Host}
 		if a.Host == "all" || a.Host == "samehost" || a.Host == "samenet" {
 			// Quoting keeps a host name spelled like a keyword a host name.
 			s.Quoted = true
@@ -230,9 +229,9 @@ func (a Address) String() string {
 	case AddressIP:
 		if a.CIDR {
 			bits, _ := maskBits(a.Mask)
-			return String{Value: a.IP.String() + "/" + strconv.Itoa(bits)}.String()
+			return authfile.String{Value: a.IP.String() + "/" + strconv.Itoa(bits)}.String()
 		}
-		return String{Value: a.IP.String()}.String() + " " + a.Mask.String()
+		return authfile.String{Value: a.IP.String()}.String() + " " + a.Mask.String()
 	}
 	return ""
 }
@@ -304,8 +303,8 @@ type Option struct {
 
 // String returns name=value, quoted where the tokenizer needs it.
 func (o Option) String() string {
-	if tokenIsPlain(o.Value) || o.Value == "" {
-		return String{Value: o.Name + "=" + o.Value}.String()
+	if authfile.IsPlain(o.Value) || o.Value == "" {
+		return authfile.String{Value: o.Name + "=" + o.Value}.String()
 	}
-	return String{Value: o.Name}.String() + "=" + quoteToken(o.Value)
+	return authfile.String{Value: o.Name}.String() + "=" + authfile.Quote(o.Value)
 }

@@ -4,6 +4,8 @@ import (
 	"strings"
 	"testing"
 	"testing/fstest"
+
+	"github.com/pgcertgate/pgcertgate/internal/authfile"
 )
 
 // versionDifferences is the list of known differences between PostgreSQL
@@ -44,7 +46,7 @@ var versionDifferences = []struct {
 		pg18: `invalid regular expression "(": parentheses () not balanced`,
 	},
 	{
-		what: "token length: 15 limits a token to 10239 bytes (view: \"authentication file token too long\"); 16+ has no limit (ReadOptions.MaxTokenLen: 10239 reproduces 15)",
+		what: "token length: 15 limits a token to 10239 bytes (view: \"authentication file token too long\"); 16+ has no limit (authfile.ReadOptions.MaxTokenLen: 10239 reproduces 15)",
 		file: "host all " + strings.Repeat("x", 10240) + " all trust",
 		pg15: `authentication file token too long, skipping: "` + strings.Repeat("x", 10239) + `"`,
 		pg18: "",
@@ -113,11 +115,11 @@ func TestVersionDifferences(t *testing.T) {
 		for n, c := range d.files {
 			m["etc/pg/"+n] = &fstest.MapFile{Data: []byte(c)}
 		}
-		_, err := Load("/etc/pg/pg_hba.conf", ReadOptions{FS: NewFS(m)})
+		_, err := Load("/etc/pg/pg_hba.conf", authfile.ReadOptions{FS: authfile.NewFS(m)})
 		var got string
 		if err != nil {
 			errs := unjoin(err)
-			got = errs[0].(*Error).Msg
+			got = errs[0].(*authfile.Error).Msg
 			if len(errs) > 1 {
 				t.Errorf("%s: %d errors", d.what, len(errs))
 			}

@@ -5,7 +5,7 @@ import (
 	"testing"
 	"testing/fstest"
 
-	"github.com/pgcertgate/pgcertgate/hba"
+	"github.com/pgcertgate/pgcertgate/internal/authfile"
 )
 
 // FuzzParse: whatever the file, Load never panics; when it succeeds, the
@@ -59,5 +59,5 @@ func FuzzParse(f *testing.F) {
 
 func loadString(content string) (*Map, error) {
 	fsys := fstest.MapFS{"etc/pg_ident.conf": &fstest.MapFile{Data: []byte(content)}}
-	return Load("/etc/pg_ident.conf", hba.ReadOptions{FS: hba.NewFS(fsys)})
+	return Load("/etc/pg_ident.conf", authfile.ReadOptions{FS: authfile.NewFS(fsys)})
 }

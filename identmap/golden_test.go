@@ -13,7 +13,7 @@ import (
 	"testing"
 	"testing/fstest"
 
-	"github.com/pgcertgate/pgcertgate/hba"
+	"github.com/pgcertgate/pgcertgate/internal/authfile"
 )
 
 var update = flag.Bool("update", false, "rewrite the expected output of testdata/golden/*.txt")
@@ -117,7 +117,7 @@ func runGolden(t *testing.T, path string) {
 				t.Fatalf("line %d: load NAME", b.line)
 			}
 			var err error
-			m, err = Load("/etc/"+args[1], hba.ReadOptions{FS: hba.NewFS(fsys)})
+			m, err = Load("/etc/"+args[1], authfile.ReadOptions{FS: authfile.NewFS(fsys)})
 			if err != nil {
 				out = append(out, strings.Split(err.Error(), "\n")...)
 				m = nil
@@ -138,7 +138,7 @@ func runGolden(t *testing.T, path string) {
 			if m == nil {
 				t.Fatalf("line %d: check without a loaded map", b.line)
 			}
-			var roles hba.RoleChecker = fakeRoles{}
+			var roles RoleChecker = fakeRoles{}
 			for _, opt := range args[4:] {
 				switch {
 				case strings.HasPrefix(opt, "members="):

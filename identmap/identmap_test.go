@@ -6,14 +6,14 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/pgcertgate/pgcertgate/hba"
+	"github.com/pgcertgate/pgcertgate/internal/authfile"
 )
 
-func tok(v string) hba.String  { return hba.String{Value: v} }
-func qtok(v string) hba.String { return hba.String{Value: v, Quoted: true} }
+func tok(v string) authfile.String  { return authfile.String{Value: v} }
+func qtok(v string) authfile.String { return authfile.String{Value: v, Quoted: true} }
 
-func line(n int, fields ...hba.Field) hba.Line {
-	return hba.Line{File: "ident.conf", Line: n, Fields: fields}
+func line(n int, fields ...authfile.Field) authfile.Line {
+	return authfile.Line{File: "ident.conf", Line: n, Fields: fields}
 }
 
 // TestParseIdentLine covers parse_ident_line's checks, without the
@@ -22,38 +22,38 @@ func line(n int, fields ...hba.Field) hba.Line {
 func TestParseIdentLine(t *testing.T) {
 	for _, c := range []struct {
 		name string
-		l    hba.Line
+		l    authfile.Line
 		err  string // "" for success
 		want string // String() on success
 	}{
-		{"plain", line(1, hba.Field{tok("m")}, hba.Field{tok("sys")}, hba.Field{tok("db")}), "", "m sys db"},
-		{"extra fields ignored", line(1, hba.Field{tok("m")}, hba.Field{tok("sys")}, hba.Field{tok("db")}, hba.Field{tok("x"), tok("y")}), "", "m sys db"},
-		{"quoted kept", line(1, hba.Field{qtok("m")}, hba.Field{qtok("all")}, hba.Field{qtok("+g")}), "", `m "all" "+g"`},
-		{"map list", line(3, hba.Field{tok("a"), tok("b")}, hba.Field{tok("s")}, hba.Field{tok("d")}), "ident.conf:3: multiple values in ident field", ""},
-		{"system list", line(4, hba.Field{tok("m")}, hba.Field{tok("s"), tok("t")}, hba.Field{tok("d")}), "ident.conf:4: multiple values in ident field", ""},
-		{"user list", line(5, hba.Field{tok("m")}, hba.Field{tok("s")}, hba.Field{tok("d"), tok("e")}), "ident.conf:5: multiple values in ident field", ""},
-		{"one field", line(6, hba.Field{tok("m")}), "ident.conf:6: missing entry at end of line", ""},
-		{"two fields", line(7, hba.Field{tok("m")}, hba.Field{tok("s")}), "ident.conf:7: missing entry at end of line", ""},
-		{"list before missing", line(8, hba.Field{tok("m"), tok("n")}), "ident.conf:8: multiple values in ident field", ""},
-		{"quoted slash is a regex", line(9, hba.Field{tok("m")}, hba.Field{qtok("/(")}, hba.Field{tok("d")}),
+		{"plain", line(1, authfile.Field{tok("m")}, authfile.Field{tok("sys")}, authfile.Field{tok("db")}), "", "m sys db"},
+		{"extra fields ignored", line(1, authfile.Field{tok("m")}, authfile.Field{tok("sys")}, authfile.Field{tok("db")}, authfile.Field{tok("x"), tok("y")}), "", "m sys db"},
+		{"quoted kept", line(1, authfile.Field{qtok("m")}, authfile.Field{qtok("all")}, authfile.Field{qtok("+g")}), "", `m "all" "+g"`},
+		{"map list", line(3, authfile.Field{tok("a"), tok("b")}, authfile.Field{tok("s")}, authfile.Field{tok("d")}), "ident.conf:3: multiple values in ident field", ""},
+		{"system list", line(4, authfile.Field{tok("m")}, authfile.Field{tok("s"), tok("t")}, authfile.Field{tok("d")}), "ident.conf:4: multiple values in ident field", ""},
+		{"user list", line(5, authfile.Field{tok("m")}, authfile.Field{tok("s")}, authfile.Field{tok("d"), tok("e")}), "ident.conf:5: multiple values in ident field", ""},
+		{"one field", line(6, authfile.Field{tok("m")}), "ident.conf:6: missing entry at end of line", ""},
+		{"two fields", line(7, authfile.Field{tok("m")}, authfile.Field{tok("s")}), "ident.conf:7: missing entry at end of line", ""},
+		{"list before missing", line(8, authfile.Field{tok("m"), tok("n")}), "ident.conf:8: multiple values in ident field", ""},
+		{"quoted slash is a regex", line(9, authfile.Field{tok("m")}, authfile.Field{qtok("/(")}, authfile.Field{tok("d")}),
 			`ident.conf:9: invalid regular expression "(": parentheses () not balanced`, ""},
-		{"user regex compiled", line(10, hba.Field{tok("m")}, hba.Field{tok("s")}, hba.Field{tok("/[")}),
+		{"user regex compiled", line(10, authfile.Field{tok("m")}, authfile.Field{tok("s")}, authfile.Field{tok("/[")}),
 			`ident.conf:10: invalid regular expression "[": brackets [] not balanced`, ""},
-		{"system error first", line(11, hba.Field{tok("m")}, hba.Field{tok("/(")}, hba.Field{tok("/[")}),
+		{"system error first", line(11, authfile.Field{tok("m")}, authfile.Field{tok("/(")}, authfile.Field{tok("/[")}),
 			`ident.conf:11: invalid regular expression "(": parentheses () not balanced`, ""},
-		{"unsupported", line(12, hba.Field{tok("m")}, hba.Field{tok(`/(x)\1`)}, hba.Field{tok("d")}),
+		{"unsupported", line(12, authfile.Field{tok("m")}, authfile.Field{tok(`/(x)\1`)}, authfile.Field{tok("d")}),
 			`ident.conf:12: regular expression "(x)\1" is not supported by pgcertgate: back-reference \1 is not supported`, ""},
-		{"empty regex", line(13, hba.Field{tok("m")}, hba.Field{tok("/")}, hba.Field{tok("d")}), "", "m / d"},
+		{"empty regex", line(13, authfile.Field{tok("m")}, authfile.Field{tok("/")}, authfile.Field{tok("d")}), "", "m / d"},
 	} {
-		m, err := Parse([]hba.Line{c.l})
+		m, err := Parse([]authfile.Line{c.l})
 		switch {
 		case c.err != "":
 			if err == nil || err.Error() != c.err {
 				t.Errorf("%s: error %v, want %q", c.name, err, c.err)
 			}
-			var he *hba.Error
+			var he *authfile.Error
 			if err != nil && !errors.As(err, &he) {
-				t.Errorf("%s: error is not an *hba.Error", c.name)
+				t.Errorf("%s: error is not an *authfile.Error", c.name)
 			}
 		case err != nil:
 			t.Errorf("%s: %v", c.name, err)
@@ -65,10 +65,10 @@ func TestParseIdentLine(t *testing.T) {
 
 // TestParseAllErrors: every bad line is reported, and the file refused.
 func TestParseAllErrors(t *testing.T) {
-	m, err := Parse([]hba.Line{
-		line(1, hba.Field{tok("m")}),
-		line(2, hba.Field{tok("m")}, hba.Field{tok("s")}, hba.Field{tok("d")}),
-		line(3, hba.Field{tok("m")}, hba.Field{tok("/(")}, hba.Field{tok("d")}),
+	m, err := Parse([]authfile.Line{
+		line(1, authfile.Field{tok("m")}),
+		line(2, authfile.Field{tok("m")}, authfile.Field{tok("s")}, authfile.Field{tok("d")}),
+		line(3, authfile.Field{tok("m")}, authfile.Field{tok("/(")}, authfile.Field{tok("d")}),
 	})
 	if m != nil {
 		t.Fatal("a file with bad lines must be refused")
@@ -85,47 +85,47 @@ func TestParseAllErrors(t *testing.T) {
 
 // TestCheckRules is the lookup rules as a table, one map per case.
 func TestCheckRules(t *testing.T) {
-	l := func(sys, user hba.String) hba.Line {
-		return line(1, hba.Field{tok("m")}, hba.Field{sys}, hba.Field{user})
+	l := func(sys, user authfile.String) authfile.Line {
+		return line(1, authfile.Field{tok("m")}, authfile.Field{sys}, authfile.Field{user})
 	}
 	for _, c := range []struct {
 		name        string
-		lines       []hba.Line
+		lines       []authfile.Line
 		mapName     string
 		pgUser, sys string
 		matched     bool
 		log         string
 	}{
-		{"exact", []hba.Line{l(tok("alice"), tok("a"))}, "m", "a", "alice", true, ""},
-		{"case-sensitive system", []hba.Line{l(tok("alice"), tok("a"))}, "m", "a", "Alice", false,
+		{"exact", []authfile.Line{l(tok("alice"), tok("a"))}, "m", "a", "alice", true, ""},
+		{"case-sensitive system", []authfile.Line{l(tok("alice"), tok("a"))}, "m", "a", "Alice", false,
 			`no match in usermap "m" for user "a" authenticated as "Alice"`},
-		{"case-sensitive user", []hba.Line{l(tok("alice"), tok("a"))}, "m", "A", "alice", false,
+		{"case-sensitive user", []authfile.Line{l(tok("alice"), tok("a"))}, "m", "A", "alice", false,
 			`no match in usermap "m" for user "A" authenticated as "alice"`},
-		{"map name exact", []hba.Line{l(tok("alice"), tok("a"))}, "M", "a", "alice", false,
+		{"map name exact", []authfile.Line{l(tok("alice"), tok("a"))}, "M", "a", "alice", false,
 			`no match in usermap "M" for user "a" authenticated as "alice"`},
-		{"first match wins", []hba.Line{l(tok("/^a"), tok("x")), l(tok("alice"), tok("a"))}, "m", "a", "alice", true, ""},
-		{"regex unanchored", []hba.Line{l(tok("/lic"), tok("a"))}, "m", "a", "alice", true, ""},
-		{"quoted regex", []hba.Line{l(qtok("/^ali"), tok("a"))}, "m", "a", "alice", true, ""},
-		{"\\1 first only", []hba.Line{l(tok("/^(.)"), tok(`\1\1`))}, "m", `a\1`, "alice", true, ""},
-		{"\\1 no group stops scan", []hba.Line{l(tok("/^a"), tok(`\1`)), l(tok("alice"), tok("a"))}, "m", "a", "alice", false,
+		{"first match wins", []authfile.Line{l(tok("/^a"), tok("x")), l(tok("alice"), tok("a"))}, "m", "a", "alice", true, ""},
+		{"regex unanchored", []authfile.Line{l(tok("/lic"), tok("a"))}, "m", "a", "alice", true, ""},
+		{"quoted regex", []authfile.Line{l(qtok("/^ali"), tok("a"))}, "m", "a", "alice", true, ""},
+		{"\\1 first only", []authfile.Line{l(tok("/^(.)"), tok(`\1\1`))}, "m", `a\1`, "alice", true, ""},
+		{"\\1 no group stops scan", []authfile.Line{l(tok("/^a"), tok(`\1`)), l(tok("alice"), tok("a"))}, "m", "a", "alice", false,
 			`regular expression "^a" has no subexpressions as requested by backreference in "\1"`},
-		{"\\1 unset group stops scan", []hba.Line{l(tok("/^(x)?a"), tok(`\1`)), l(tok("alice"), tok("a"))}, "m", "a", "alice", false,
+		{"\\1 unset group stops scan", []authfile.Line{l(tok("/^(x)?a"), tok(`\1`)), l(tok("alice"), tok("a"))}, "m", "a", "alice", false,
 			`regular expression "^(x)?a" has no subexpressions as requested by backreference in "\1"`},
-		{"no \\1, no group needed", []hba.Line{l(tok("/^a"), tok("a"))}, "m", "a", "alice", true, ""},
-		{"non-matching regex does not stop", []hba.Line{l(tok("/^z"), tok(`\1`)), l(tok("alice"), tok("a"))}, "m", "a", "alice", true, ""},
-		{"all keyword", []hba.Line{l(tok("alice"), tok("all"))}, "m", "anyone", "alice", true, ""},
-		{"quoted all literal", []hba.Line{l(tok("alice"), qtok("all"))}, "m", "anyone", "alice", false,
+		{"no \\1, no group needed", []authfile.Line{l(tok("/^a"), tok("a"))}, "m", "a", "alice", true, ""},
+		{"non-matching regex does not stop", []authfile.Line{l(tok("/^z"), tok(`\1`)), l(tok("alice"), tok("a"))}, "m", "a", "alice", true, ""},
+		{"all keyword", []authfile.Line{l(tok("alice"), tok("all"))}, "m", "anyone", "alice", true, ""},
+		{"quoted all literal", []authfile.Line{l(tok("alice"), qtok("all"))}, "m", "anyone", "alice", false,
 			`no match in usermap "m" for user "anyone" authenticated as "alice"`},
-		{"user regex", []hba.Line{l(tok("alice"), tok("/^a_"))}, "m", "a_1", "alice", true, ""},
-		{"quoted user regex", []hba.Line{l(tok("alice"), qtok("/^a_"))}, "m", "a_1", "alice", true, ""},
-		{"no \\1 in user regex", []hba.Line{l(tok("/^(a)"), tok(`/^x\\1$`))}, "m", `x\1`, "alice", true, ""},
-		{"substituted all is literal", []hba.Line{l(tok("/^(.*)$"), tok(`\1`))}, "m", "bob", "all", false,
+		{"user regex", []authfile.Line{l(tok("alice"), tok("/^a_"))}, "m", "a_1", "alice", true, ""},
+		{"quoted user regex", []authfile.Line{l(tok("alice"), qtok("/^a_"))}, "m", "a_1", "alice", true, ""},
+		{"no \\1 in user regex", []authfile.Line{l(tok("/^(a)"), tok(`/^x\\1$`))}, "m", `x\1`, "alice", true, ""},
+		{"substituted all is literal", []authfile.Line{l(tok("/^(.*)$"), tok(`\1`))}, "m", "bob", "all", false,
 			`no match in usermap "m" for user "bob" authenticated as "all"`},
-		{"substituted +x is literal", []hba.Line{l(tok("/^(.*)$"), tok(`\1`))}, "m", "+x", "+x", true, ""},
-		{"substituted /x is literal", []hba.Line{l(tok("/^(.*)$"), tok(`\1`))}, "m", "/.", "/.", true, ""},
-		{"empty map name compares names", []hba.Line{l(tok("alice"), tok("all"))}, "", "bob", "alice", false,
+		{"substituted +x is literal", []authfile.Line{l(tok("/^(.*)$"), tok(`\1`))}, "m", "+x", "+x", true, ""},
+		{"substituted /x is literal", []authfile.Line{l(tok("/^(.*)$"), tok(`\1`))}, "m", "/.", "/.", true, ""},
+		{"empty map name compares names", []authfile.Line{l(tok("alice"), tok("all"))}, "", "bob", "alice", false,
 			"provided user name (bob) and authenticated user name (alice) do not match"},
-		{"non-ASCII byte-wise", []hba.Line{l(tok("/^jos.$"), tok("one")), l(tok("/^jos..$"), tok("two"))}, "m", "two", "jos\xc3\xa9", true, ""},
+		{"non-ASCII byte-wise", []authfile.Line{l(tok("/^jos.$"), tok("one")), l(tok("/^jos..$"), tok("two"))}, "m", "two", "jos\xc3\xa9", true, ""},
 	} {
 		m, err := Parse(c.lines)
 		if err != nil {
@@ -142,10 +142,10 @@ func TestCheckRules(t *testing.T) {
 }
 
 func TestMembership(t *testing.T) {
-	m, err := Parse([]hba.Line{
-		line(1, hba.Field{tok("m")}, hba.Field{tok("alice")}, hba.Field{tok("+admins")}),
-		line(2, hba.Field{tok("m")}, hba.Field{tok("/^(.*)$")}, hba.Field{tok(`+\1`)}),
-		line(3, hba.Field{tok("n")}, hba.Field{tok("bob")}, hba.Field{qtok("+admins")}),
+	m, err := Parse([]authfile.Line{
+		line(1, authfile.Field{tok("m")}, authfile.Field{tok("alice")}, authfile.Field{tok("+admins")}),
+		line(2, authfile.Field{tok("m")}, authfile.Field{tok("/^(.*)$")}, authfile.Field{tok(`+\1`)}),
+		line(3, authfile.Field{tok("n")}, authfile.Field{tok("bob")}, authfile.Field{qtok("+admins")}),
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -241,7 +241,7 @@ dsn = "host=/tmp port=5432"
 	write("pg_hba.conf", "hostssl all all 127.0.0.1/32 cert\n", 0o644)
 	write("pgcertgate.toml", base+"bogus_key = 1\n", 0o644)
 	_, errOut, code = run("check", "--config", filepath.Join(dir, "pgcertgate.toml"))
-	if code != 1 || !strings.Contains(errOut, `"backend.bogus_key"`) {
+	if want := filepath.Join(dir, "pgcertgate.toml") + ":8: backend.bogus_key: unrecognized configuration parameter\n"; code != 1 || errOut != want {
 		t.Errorf("unknown key: exit %d\n%s", code, errOut)
 	}
 

@@ -22,8 +22,9 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 )
 
-// The real-client matrix (issue 5): every client a user is likely to point
-// at PostgreSQL connects through pgcertgate with a client certificate and
+// The real-client matrix, because each driver negotiates TLS, copies and
+// cancels in its own way: every client a user is likely to point at
+// PostgreSQL connects through pgcertgate with a client certificate and
 // sslmode=verify-full on the server name "localhost", runs a query, copies
 // at least 10 MB out and back in, and cancels a running pg_sleep with a
 // real CancelRequest, after which its session still works.
@@ -43,7 +44,7 @@ import (
 //
 // The test answers "sleeping" with "cancel" only once pg_stat_activity
 // shows the pg_sleep running: a cancel that arrives earlier cancels
-// nothing. A missing client fails its test with a pointer to `make deps`.
+// nothing. A missing client fails its test, naming what to install.
 
 const matrixHBA = `hostssl all all 127.0.0.1/32 cert
 hostnossl all all 127.0.0.1/32 reject
@@ -163,7 +164,7 @@ func matrixEnv(w *world, table, key, negotiation string) []string {
 func matrixNeed(t *testing.T, what string, ok bool) {
 	t.Helper()
 	if !ok {
-		t.Fatalf("%s is missing: run `make deps` (as root it installs the client matrix's packages)", what)
+		t.Fatalf("%s is missing: run `make test` as root, which installs the client matrix's packages", what)
 	}
 }
 

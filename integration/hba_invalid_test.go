@@ -14,6 +14,7 @@ import (
 
 	"github.com/pgcertgate/pgcertgate/hba"
 	"github.com/pgcertgate/pgcertgate/hba/hbatest"
+	"github.com/pgcertgate/pgcertgate/internal/authfile"
 	"github.com/pgcertgate/pgcertgate/internal/pgcluster"
 )
 
@@ -182,7 +183,7 @@ func TestHBAInvalidLinesAgainstPostgres(t *testing.T) {
 			}
 
 			// pgcertgate, on the same files.
-			conf, err := hba.Load(filepath.Join(dir, "pg_hba.conf"), hba.ReadOptions{})
+			conf, err := hba.Load(filepath.Join(dir, "pg_hba.conf"), authfile.ReadOptions{})
 			if err == nil || conf != nil {
 				t.Fatalf("hba.Load accepted the file: %v", conf)
 			}
@@ -190,9 +191,9 @@ func TestHBAInvalidLinesAgainstPostgres(t *testing.T) {
 			if len(errs) != 1 {
 				t.Fatalf("hba.Load: %d errors, want 1:\n%v", len(errs), err)
 			}
-			var he *hba.Error
+			var he *authfile.Error
 			if !errors.As(errs[0], &he) {
-				t.Fatalf("hba.Load error %T is not an *hba.Error: %v", errs[0], errs[0])
+				t.Fatalf("hba.Load error %T is not an *authfile.Error: %v", errs[0], errs[0])
 			}
 			wantFile := filepath.Join(dir, tc.ErrFile)
 			wantMsg := strings.ReplaceAll(tc.Err, "$DIR", dir)

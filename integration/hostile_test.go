@@ -24,7 +24,8 @@ import (
 	"github.com/pgcertgate/pgcertgate/pgwire"
 )
 
-// Hostile startups (issue 5): raw sockets and crypto/tls against the
+// Hostile startups, because the proxy answers anyone who can reach its
+// port before any authentication: raw sockets and crypto/tls against the
 // in-process proxy. Each case prints the exact bytes the client receives
 // as a transcript, compares it with what PostgreSQL 15 itself sends where
 // the behaviour is shared, and then shows the proxy still serving a normal
@@ -87,7 +88,7 @@ func hostileProxy(t *testing.T, w *world, name string, settings map[string]strin
 		t.Fatalf("loading %s: %v", path, err)
 	}
 	log := &syncBuffer{}
-	srv := pgwire.New(rt, hostileLogger(log))
+	srv := pgwire.New(pgwire.Options{Runtime: rt, Logger: hostileLogger(log)})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -103,7 +103,7 @@ func identOpenSSLSubject(t *testing.T, certPEM []byte) string {
 	cmd.Stdin = bytes.NewReader(certPEM)
 	out, err := cmd.Output()
 	if err != nil {
-		t.Fatalf("openssl x509 (install it with make deps): %v", err)
+		t.Fatalf("openssl x509 (make test installs it as root): %v", err)
 	}
 	s, ok := strings.CutPrefix(strings.TrimRight(string(out), "\n"), "subject=")
 	if !ok {

@@ -12,8 +12,9 @@ import (
 	"github.com/pgcertgate/pgcertgate/internal/testpki"
 )
 
-// Identity parity (issue 4): pg_ident.conf maps and certificate names as
-// PostgreSQL sees them. An identCase is differential: the same files go to
+// Identity parity, so that files written for PostgreSQL grant the same
+// roles here: pg_ident.conf maps and certificate names as PostgreSQL sees
+// them. An identCase is differential: the same files go to
 // PostgreSQL directly and to pgcertgate, the same client connects to both,
 // and the outcomes must be equal (and equal to want, so that each case also
 // documents what PostgreSQL does). Where PostgreSQL writes a server-log

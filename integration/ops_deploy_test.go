@@ -26,6 +26,7 @@ import (
 	"github.com/pgcertgate/pgcertgate/config"
 	"github.com/pgcertgate/pgcertgate/hba"
 	"github.com/pgcertgate/pgcertgate/identmap"
+	"github.com/pgcertgate/pgcertgate/internal/authfile"
 )
 
 type k8sMeta struct {
@@ -251,10 +252,10 @@ func TestOpsDeployKubernetes(t *testing.T) {
 	if filepath.Base(cfg.HBAFile) != "pg_hba.conf" || filepath.Base(cfg.IdentFile) != "pg_ident.conf" {
 		t.Errorf("hba_file %s, ident_file %s", cfg.HBAFile, cfg.IdentFile)
 	}
-	if _, err := hba.Load(filepath.Join(tmp, "pg_hba.conf"), hba.ReadOptions{}); err != nil {
+	if _, err := hba.Load(filepath.Join(tmp, "pg_hba.conf"), authfile.ReadOptions{}); err != nil {
 		t.Errorf("the ConfigMap's pg_hba.conf: %v", err)
 	}
-	if _, err := identmap.Load(filepath.Join(tmp, "pg_ident.conf"), hba.ReadOptions{}); err != nil {
+	if _, err := identmap.Load(filepath.Join(tmp, "pg_ident.conf"), authfile.ReadOptions{}); err != nil {
 		t.Errorf("the ConfigMap's pg_ident.conf: %v", err)
 	}
 	if !cfg.WatchFiles {

@@ -1,8 +1,9 @@
 package integration
 
-// Operations (issue 6): the audit log, Prometheus metrics and readiness of
-// an in-process server, and reload, watch_files and shutdown through the
-// real binary and real signals.
+// Operations, what an operator runs and watches the proxy with: the audit
+// log, Prometheus metrics and readiness of an in-process server, and
+// reload, watch_files and shutdown through the real binary and real
+// signals.
 
 import (
 	"context"
@@ -69,7 +70,7 @@ func opsStartProxy(t *testing.T, w *world, mutate func(*config.Config)) *opsProx
 		t.Fatal(err)
 	}
 	p := &opsProxy{log: &syncBuffer{}}
-	p.srv = pgwire.New(rt, slog.New(slog.NewJSONHandler(p.log, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	p.srv = pgwire.New(pgwire.Options{Runtime: rt, Logger: slog.New(slog.NewJSONHandler(p.log, &slog.HandlerOptions{Level: slog.LevelDebug}))})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

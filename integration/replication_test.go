@@ -17,8 +17,9 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 )
 
-// Replication through the proxy (issue 5): physical (replication=true)
-// and logical (replication=database) walsenders, with real clients
+// Replication through the proxy, since standbys and subscribers log in
+// with certificates too: physical (replication=true) and logical
+// (replication=database) walsenders, with real clients
 // (pg_receivewal, pg_recvlogical) and with pgconn speaking CopyBoth
 // itself. The relay carries the CopyBoth stream unchanged in both
 // directions: WAL and decoded changes down, standby status updates up.
@@ -60,7 +61,7 @@ func replTool(t *testing.T, w *world, name string) string {
 	}
 	p, err := exec.LookPath(name)
 	if err != nil {
-		t.Fatalf("%s is missing: run `make deps` (Debian postgresql-client)", name)
+		t.Fatalf("%s is missing: run `make test` as root, which installs Debian postgresql-client", name)
 	}
 	return p
 }

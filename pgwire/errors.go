@@ -6,83 +6,61 @@ import (
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/pgcertgate/pgcertgate/internal/pgerr"
 )
 
-// SQLSTATE codes pgcertgate sends itself. Each matches what PostgreSQL sends
-// in the same situation.
+// SQLSTATE codes pgcertgate sends itself (internal/pgerr).
 const (
-	codeProtocolViolation         = "08P01"
-	codeConnectionFailure         = "08006"
-	codeFeatureNotSupported       = "0A000"
-	codeInvalidAuthorization      = "28000"
-	codeInvalidParameterValue     = "22023"
-	codeTooManyConnections        = "53300"
-	codeConfigFileError           = "F0000"
-	codeCannotConnectNow          = "57P03"
-	codeAdminShutdown             = "57P01"
-	severityFatal                 = "FATAL"
+	codeProtocolViolation         = pgerr.CodeProtocolViolation
+	codeFeatureNotSupported       = pgerr.CodeFeatureNotSupported
+	codeInvalidAuthorization      = pgerr.CodeInvalidAuthorization
+	codeInvalidParameterValue     = pgerr.CodeInvalidParameterValue
+	codeTooManyConnections        = pgerr.CodeTooManyConnections
+	severityFatal                 = pgerr.SeverityFatal
 	reasonUnsupportedProtoVersion = "unsupported_protocol"
 )
 
-// Error is a PostgreSQL-style error that pgcertgate itself raises. The
-// Message is exactly what the client sees; Reason is the stable audit-log
-// code and never reaches the client; LogDetail is for the log only.
-type Error struct {
-	Severity string
-	Code     string
-	Message  string
-	// Detail is sent to the client, where PostgreSQL sends an errdetail
-	// (not an errdetail_log) for the same error.
-	Detail string
-	// Hint is sent to the client, as PostgreSQL does for some errors.
-	Hint string
-	// Reason is a stable machine-readable code for logs and metrics
-	// (no_hba_match, hba_reject, no_client_cert, …).
-	Reason string
-	// LogDetail is what PostgreSQL would write to its server log and never
-	// to the client (matched line, identity, map failure).
-	LogDetail string
-	// protocol2 marks an error for a client that asked for protocol 1.x
-	// or 2.x: PostgreSQL answers those in the old format (see encode).
-	protocol2 bool
-}
-
-func (e *Error) Error() string { return e.Severity + ": " + e.Message }
+// Error is the error pgcertgate raises itself, PostgreSQL's text for the
+// same situation; authz raises the same type.
+type Error = pgerr.Error
 
 // fatal builds a FATAL Error.
 func fatal(code, reason, format string, args ...any) *Error {
-	return &Error{Severity: severityFatal, Code: code, Reason: reason, Message: fmt.Sprintf(format, args...)}
+	return pgerr.Fatal(code, reason, format, args...)
 }
+
+// backendRefused is a PostgreSQL error from the client's own backend
+// connection, raised while the backend opened the client's session
+// (unknown database, role not permitted to log in, too many connections).
+// The backend would have sent it to this client had it connected
+// directly, so it is relayed unchanged, source file and line included:
+// it is the only backend error that is. A *pgconn.PgError from the
+// proxy's own connections (catalog lookups, cancel, resetting a kept
+// backend) concerns the proxy's role and the proxy's queries, must never
+// reach a client that has not logged in, and is not one of these.
+type backendRefused struct{ pg *pgconn.PgError }
+
+// refusedByBackend marks pg as the backend's answer to the client's own
+// login.
+func refusedByBackend(pg *pgconn.PgError) error { return &backendRefused{pg: pg} }
+
+func (e *backendRefused) Error() string { return e.pg.Error() }
+func (e *backendRefused) Unwrap() error { return e.pg }
 
 // toErrorResponse turns any error into the ErrorResponse the client gets.
 // It is the only place that does so:
-//   - a backend's own error (*pgconn.PgError) passes through unchanged, so a
-//     client sees `database "x" does not exist` exactly as PostgreSQL words it;
+//   - the backend's refusal of the client's own login (*backendRefused)
+//     passes through unchanged, so a client sees `database "x" does not
+//     exist` exactly as PostgreSQL words it;
 //   - pgcertgate's *Error carries PostgreSQL's text for the same situation;
-//   - anything else is an internal failure reported without its details,
-//     which could reveal the backend's address or the proxy's layout.
+//   - anything else, a *pgconn.PgError of the proxy's own connections
+//     included, is an internal failure reported without its details,
+//     which could reveal the backend's address, the proxy's layout or its
+//     catalog role.
 func toErrorResponse(err error) *pgproto3.ErrorResponse {
-	if pgErr, ok := errors.AsType[*pgconn.PgError](err); ok {
-		return &pgproto3.ErrorResponse{
-			Severity:            pgErr.Severity,
-			SeverityUnlocalized: pgErr.SeverityUnlocalized,
-			Code:                pgErr.Code,
-			Message:             pgErr.Message,
-			Detail:              pgErr.Detail,
-			Hint:                pgErr.Hint,
-			Position:            pgErr.Position,
-			InternalPosition:    pgErr.InternalPosition,
-			InternalQuery:       pgErr.InternalQuery,
-			Where:               pgErr.Where,
-			SchemaName:          pgErr.SchemaName,
-			TableName:           pgErr.TableName,
-			ColumnName:          pgErr.ColumnName,
-			DataTypeName:        pgErr.DataTypeName,
-			ConstraintName:      pgErr.ConstraintName,
-			File:                pgErr.File,
-			Line:                pgErr.Line,
-			Routine:             pgErr.Routine,
-		}
+	if r, ok := errors.AsType[*backendRefused](err); ok {
+		return pgErrorResponse(r.pg)
 	}
 	if e, ok := errors.AsType[*Error](err); ok {
 		return &pgproto3.ErrorResponse{
@@ -102,13 +80,39 @@ func toErrorResponse(err error) *pgproto3.ErrorResponse {
 	}
 }
 
+// pgErrorResponse is pgErr as the backend sent it, every field kept. Only
+// for what the client's own backend session sent: its login refusal and
+// its notices.
+func pgErrorResponse(pgErr *pgconn.PgError) *pgproto3.ErrorResponse {
+	return &pgproto3.ErrorResponse{
+		Severity:            pgErr.Severity,
+		SeverityUnlocalized: pgErr.SeverityUnlocalized,
+		Code:                pgErr.Code,
+		Message:             pgErr.Message,
+		Detail:              pgErr.Detail,
+		Hint:                pgErr.Hint,
+		Position:            pgErr.Position,
+		InternalPosition:    pgErr.InternalPosition,
+		InternalQuery:       pgErr.InternalQuery,
+		Where:               pgErr.Where,
+		SchemaName:          pgErr.SchemaName,
+		TableName:           pgErr.TableName,
+		ColumnName:          pgErr.ColumnName,
+		DataTypeName:        pgErr.DataTypeName,
+		ConstraintName:      pgErr.ConstraintName,
+		File:                pgErr.File,
+		Line:                pgErr.Line,
+		Routine:             pgErr.Routine,
+	}
+}
+
 // encodeError is the bytes the client gets for err. A client speaking
 // protocol 2 or older gets the pre-3.0 form PostgreSQL still sends for
 // "unsupported frontend protocol": 'E', the text with a "FATAL:  " prefix
 // and a newline, NUL-terminated, and no length word.
 func encodeError(err error) ([]byte, *pgproto3.ErrorResponse) {
 	msg := toErrorResponse(err)
-	if e, ok := errors.AsType[*Error](err); ok && e.protocol2 {
+	if e, ok := errors.AsType[*Error](err); ok && e.Protocol2 {
 		return fmt.Appendf([]byte{'E'}, "%s:  %s\n\x00", msg.Severity, msg.Message), msg
 	}
 	buf, encErr := msg.Encode(nil)
@@ -123,7 +127,7 @@ func reasonOf(err error) string {
 	if e, ok := errors.AsType[*Error](err); ok && e.Reason != "" {
 		return e.Reason
 	}
-	if _, ok := errors.AsType[*pgconn.PgError](err); ok {
+	if _, ok := errors.AsType[*backendRefused](err); ok {
 		return "backend_refused"
 	}
 	return "internal_error"

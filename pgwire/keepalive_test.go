@@ -17,7 +17,7 @@ func TestKeepalives(t *testing.T) {
 	cfg.TCPKeepalivesIdle, cfg.TCPKeepalivesInterval, cfg.TCPKeepalivesCount = 37, 11, 4
 	rt2 := *rt
 	rt2.Config = &cfg
-	srv := New(&rt2, ts.srv.log)
+	srv := New(Options{Runtime: &rt2, Logger: ts.srv.log})
 	lns, err := srv.Listen(context.Background())
 	if err != nil {
 		t.Fatal(err)

@@ -247,7 +247,7 @@ func parseBool(v string) (bool, bool) {
 func unsupportedProtocol(proto uint32) *Error {
 	e := fatal(codeFeatureNotSupported, reasonUnsupportedProtoVersion,
 		"unsupported frontend protocol %d.%d: server supports 3.0 to 3.%d", proto>>16, proto&0xffff, latestMinor)
-	e.protocol2 = proto>>16 < 3
+	e.Protocol2 = proto>>16 < 3
 	return e
 }
 

@@ -146,7 +146,7 @@ connect_timeout = "2s"
 		t.Fatal(err)
 	}
 	log := &bytes.Buffer{}
-	ts := &testServer{srv: New(rt, slog.New(slog.NewTextHandler(io.Discard, nil))), ca: ca, client: client, roots: ca.Pool(), log: log}
+	ts := &testServer{srv: New(Options{Runtime: rt, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}), ca: ca, client: client, roots: ca.Pool(), log: log}
 	t.Cleanup(func() { ts.srv.Close() })
 	return ts
 }

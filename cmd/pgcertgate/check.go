@@ -10,6 +10,7 @@ import (
 
 	"github.com/pgcertgate/pgcertgate/hba"
 	"github.com/pgcertgate/pgcertgate/identmap"
+	"github.com/pgcertgate/pgcertgate/internal/authfile"
 )
 
 // printHBARules prints the interpreted pg_hba.conf rules as a table with
@@ -31,7 +32,7 @@ func printHBARules(w io.Writer, entries []*hba.Entry) error {
 		}
 		row := []string{
 			strconv.Itoa(e.RuleNumber), e.File, strconv.Itoa(e.Line), e.ConnType.String(),
-			hba.Field(e.Database).String(), hba.Field(e.User).String(), addr, mask,
+			authfile.Field(e.Database).String(), authfile.Field(e.User).String(), addr, mask,
 			e.Method.String(), strings.Join(opts, " "),
 		}
 		fmt.Fprintln(tw, tableRow(row))
@@ -62,7 +63,7 @@ func printIdentMappings(w io.Writer, entries []*identmap.Entry) error {
 	for i, e := range entries {
 		row := []string{
 			strconv.Itoa(i + 1), e.File, strconv.Itoa(e.Line),
-			hba.String{Value: e.MapName}.String(), e.System.String(), e.User.String(),
+			authfile.String{Value: e.MapName}.String(), e.System.String(), e.User.String(),
 		}
 		fmt.Fprintln(tw, tableRow(row))
 	}

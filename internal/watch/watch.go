@@ -26,9 +26,6 @@ import (
 	"sync"
 	"syscall"
 	"time"
-
-	"github.com/pgcertgate/pgcertgate/config"
-	"github.com/pgcertgate/pgcertgate/hba"
 )
 
 // DefaultInterval is the poll period for watch_files.
@@ -128,58 +125,6 @@ func errText(err error) string {
 		return "missing"
 	}
 	return err.Error()
-}
-
-// Paths lists what a configuration reads: the configuration file; the
-// pg_hba.conf and pg_ident.conf with every file and directory their
-// @file, include, include_if_exists and include_dir lines reach (missing
-// optional ones included, so that creating one is noticed); and the
-// certificate, key, CA and CRL files. ssl_crl_dir is left out: it is read
-// at every verification, so its changes apply without a reload.
-func Paths(cfg *config.Config) []string {
-	set := map[string]bool{}
-	add := func(p string) {
-		if p != "" {
-			set[filepath.Clean(p)] = true
-		}
-	}
-	add(cfg.Path)
-	for _, p := range []string{cfg.SSLCertFile, cfg.SSLKeyFile, cfg.SSLCAFile, cfg.SSLCRLFile} {
-		add(p)
-	}
-	for _, p := range []string{cfg.HBAFile, cfg.IdentFile} {
-		if p == "" {
-			continue
-		}
-		add(p)
-		rec := &recordingFS{FileSystem: hba.OSFileSystem, seen: set}
-		// Only the names read matter here; errors were reported by the
-		// load this list accompanies.
-		_, _, _ = hba.ReadFile(p, hba.ReadOptions{FS: rec})
-	}
-	out := make([]string, 0, len(set))
-	for p := range set {
-		out = append(out, p)
-	}
-	slices.Sort(out)
-	return out
-}
-
-// recordingFS notes every file and directory the pg_hba.conf tokenizer
-// opens, to learn what the includes reach.
-type recordingFS struct {
-	hba.FileSystem
-	seen map[string]bool
-}
-
-func (r *recordingFS) ReadFile(name string) ([]byte, error) {
-	r.seen[filepath.Clean(name)] = true
-	return r.FileSystem.ReadFile(name)
-}
-
-func (r *recordingFS) ReadDir(name string) ([]fs.DirEntry, error) {
-	r.seen[filepath.Clean(name)] = true
-	return r.FileSystem.ReadDir(name)
 }
 
 // Watcher polls a set of paths and reports changes that have settled.

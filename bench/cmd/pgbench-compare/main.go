@@ -1,7 +1,8 @@
 // Command pgbench-compare is `make bench`: it measures pgcertgate against
 // PostgreSQL reached directly over TLS and against PgBouncer, with the same
 // CA and client certificate for all three, and writes BENCHMARKS.md and a
-// PNG plot (issue 7).
+// PNG plot, to show what the proxy costs and whether it meets its
+// throughput and memory targets.
 //
 // It builds everything it measures: a PostgreSQL cluster (ssl=on,
 // `hostssl … cert`), pgcertgate (the real binary, `pgcertgate serve`, backend

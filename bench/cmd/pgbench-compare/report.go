@@ -60,7 +60,7 @@ func (r *report) hasTarget(name string) bool {
 	return slices.Contains(r.targetNames(), name)
 }
 
-// verdict is one issue-7 target.
+// verdict is one throughput or memory target, and whether it was met.
 type verdict struct {
 	Goal     string
 	Measured string

@@ -386,7 +386,7 @@ CREATE UNLOGGED TABLE bulk_in (LIKE bulk);`, bulkRowPayload, rows)
 	}
 	e.bulkBytes = cw.n
 	if e.bulkBytes < 500_000_000 {
-		return fmt.Errorf("the COPY file is %d bytes: the issue asks for at least 500 MB (-copy-mb)", e.bulkBytes)
+		return fmt.Errorf("the COPY file is %d bytes: at least 500 MB is needed so that the COPY runs measure throughput, not setup (-copy-mb)", e.bulkBytes)
 	}
 	return nil
 }

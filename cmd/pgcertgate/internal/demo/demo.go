@@ -93,7 +93,7 @@ func Run(ctx context.Context, o Options) (err error) {
 		return err
 	}
 	log := slog.New(slog.NewTextHandler(o.Log, nil))
-	srv := pgwire.New(rt, log)
+	srv := pgwire.New(pgwire.Options{Runtime: rt, Logger: log})
 	lns, err := srv.Listen(ctx)
 	if err != nil {
 		return err

@@ -1,4 +1,4 @@
-package hba
+package authfile
 
 import (
 	"errors"

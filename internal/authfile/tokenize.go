@@ -1,17 +1,13 @@
-// Package hba implements a pg_hba.conf parser and matcher.
+// Package authfile implements the tokenizer of pg_hba.conf and pg_ident.conf.
 //
-// The package mirrors PostgreSQL 18's src/backend/libpq/hba.c: the
-// tokenizer (tokenize_auth_file, next_token, next_field_expand), the line
-// parser (parse_hba_line, parse_hba_auth_opt) and the matcher (check_hba,
-// check_db, check_role, check_hostname, check_ip). Error texts are
-// PostgreSQL's own, so an operator sees the same message from pgcertgate as
-// from the server. Where PostgreSQL 15 and 18 differ, 18 wins; the known
-// differences are listed in versions_test.go.
+// It mirrors PostgreSQL 18's src/backend/libpq/hba.c tokenize_auth_file,
+// next_token and next_field_expand: both files share it there, and package
+// hba and package identmap share it here. It yields tokens with their
+// quoting, line numbers and the raw record text; the parsers build entries.
 //
-// The package is pure: it does no networking and no logging. File access
-// goes through FileSystem, name resolution and role membership through the
-// Resolver and RoleChecker interfaces.
-package hba
+// The package does no networking and no logging. File access goes through
+// FileSystem.
+package authfile
 
 import (
 	"bytes"
@@ -47,18 +43,19 @@ func (s String) IsKeyword(kw string) bool { return !s.Quoted && s.Value == kw }
 func (s String) String() string {
 	v := s.Value
 	if !s.Quoted {
-		if tokenIsPlain(v) {
+		if IsPlain(v) {
 			return v
 		}
 		if v != "" && !isSpecialByte(v[0]) && v[0] != '@' {
-			return v[:1] + quoteToken(v[1:])
+			return v[:1] + Quote(v[1:])
 		}
 	}
-	return quoteToken(v)
+	return Quote(v)
 }
 
-// quoteToken wraps v in double quotes, doubling embedded quotes.
-func quoteToken(v string) string {
+// Quote wraps v in double quotes, doubling embedded quotes, so that it
+// reads back as the quoted token v.
+func Quote(v string) string {
 	return `"` + strings.ReplaceAll(v, `"`, `""`) + `"`
 }
 
@@ -69,10 +66,10 @@ func isSpecialByte(c byte) bool {
 	return c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == ',' || c == '#' || c == '"' || c == 0
 }
 
-// tokenIsPlain reports whether v, written bare, reads back as the same
+// IsPlain reports whether v, written bare, reads back as the same
 // unquoted token. A trailing backslash is special too: at the end of a line
 // it would continue the line.
-func tokenIsPlain(v string) bool {
+func IsPlain(v string) bool {
 	if v == "" || (v[0] == '@' && len(v) > 1) || v[len(v)-1] == '\\' {
 		return false
 	}
@@ -192,10 +189,11 @@ const confFileMaxDepth = 10
 // instead of stalling a reload.
 const maxFileOpens = 10000
 
-// record is a tokenized line or the error that replaced it, in file order.
-type record struct {
-	line Line
-	err  *Error
+// Record is a tokenized line or the error that replaced it, in file order.
+// Exactly one of Line and Err is set.
+type Record struct {
+	Line Line
+	Err  *Error
 }
 
 // ReadFile tokenizes a pg_hba.conf or pg_ident.conf style file, mirroring
@@ -209,30 +207,31 @@ type record struct {
 // (all of them, not just the first). warnings holds the non-fatal messages,
 // such as "skipping missing authentication file".
 func ReadFile(path string, opts ReadOptions) (lines []Line, warnings []*Error, err error) {
-	recs, warnings := readRecords(path, opts)
+	recs, warnings := ReadRecords(path, opts)
 	var errs []error
 	for _, r := range recs {
-		if r.err != nil {
-			errs = append(errs, r.err)
+		if r.Err != nil {
+			errs = append(errs, r.Err)
 			continue
 		}
-		lines = append(lines, r.line)
+		lines = append(lines, r.Line)
 	}
 	return lines, warnings, errors.Join(errs...)
 }
 
-// readRecords is ReadFile keeping errors interleaved with the lines, so that
-// Load can report tokenizer and parser errors in file order.
-func readRecords(path string, opts ReadOptions) ([]record, []*Error) {
+// ReadRecords is ReadFile keeping errors interleaved with the lines, so that
+// a parser can report tokenizer and parser errors in file order, as hba.c
+// load_hba does.
+func ReadRecords(path string, opts ReadOptions) ([]Record, []*Error) {
 	t := &tokenizer{fs: opts.FS, maxTok: opts.MaxTokenLen}
 	if t.fs == nil {
 		t.fs = OSFileSystem
 	}
 	data, msg, _ := t.openAuthFile(path, 0)
 	if msg != "" {
-		return []record{{err: &Error{File: path, Msg: msg}}}, nil
+		return []Record{{Err: &Error{File: path, Msg: msg}}}, nil
 	}
-	var recs []record
+	var recs []Record
 	t.tokenizeAuthFile(path, data, &recs, 0)
 	return recs, t.warnings
 }
@@ -342,7 +341,7 @@ func stripCRLF(s string) string {
 // tokenizeAuthFile mirrors hba.c tokenize_auth_file: it appends one record
 // per non-empty logical line of data (and the records of included files,
 // in place) to recs.
-func (t *tokenizer) tokenizeAuthFile(filename string, data []byte, recs *[]record, depth int) {
+func (t *tokenizer) tokenizeAuthFile(filename string, data []byte, recs *[]Record, depth int) {
 	phys := physicalLines(data)
 	lineNumber := 1
 	for i := 0; i < len(phys); {
@@ -400,9 +399,9 @@ func (t *tokenizer) tokenizeAuthFile(filename string, data []byte, recs *[]recor
 			}
 		}
 		if errMsg != "" {
-			*recs = append(*recs, record{err: &Error{File: filename, Line: lineNumber, Msg: errMsg}})
+			*recs = append(*recs, Record{Err: &Error{File: filename, Line: lineNumber, Msg: errMsg}})
 		} else {
-			*recs = append(*recs, record{line: Line{File: filename, Line: lineNumber, Raw: raw, Fields: fields}})
+			*recs = append(*recs, Record{Line: Line{File: filename, Line: lineNumber, Raw: raw, Fields: fields}})
 		}
 		lineNumber += continuations + 1
 	}
@@ -410,7 +409,7 @@ func (t *tokenizer) tokenizeAuthFile(filename string, data []byte, recs *[]recor
 
 // includeFile mirrors hba.c tokenize_include_file; full is the included
 // file's path as AbsoluteConfigLocation computed it.
-func (t *tokenizer) includeFile(outer, full string, recs *[]record, depth int, missingOK bool, line int) string {
+func (t *tokenizer) includeFile(outer, full string, recs *[]Record, depth int, missingOK bool, line int) string {
 	data, msg, notExist := t.openAuthFile(full, depth)
 	if msg != "" {
 		if notExist && missingOK {
@@ -428,7 +427,7 @@ func (t *tokenizer) includeFile(outer, full string, recs *[]record, depth int, m
 // with conffiles.c GetConfFilesInDir: files whose names end in ".conf", are
 // at least six bytes long and do not start with '.', sorted by strcmp.
 // Errors of the individual files are collected, one per line.
-func (t *tokenizer) includeDir(outer, dirName string, recs *[]record, depth int) string {
+func (t *tokenizer) includeDir(outer, dirName string, recs *[]Record, depth int) string {
 	if strings.Trim(dirName, " \t\r\n") == "" {
 		return "empty configuration directory name"
 	}
@@ -519,13 +518,13 @@ func (t *tokenizer) expandFile(toks Field, outer, inc string, depth int) (Field,
 	if msg != "" {
 		return toks, msg
 	}
-	var recs []record
+	var recs []Record
 	t.tokenizeAuthFile(full, data, &recs, depth)
 	for _, r := range recs {
-		if r.err != nil {
-			return toks, r.err.Msg
+		if r.Err != nil {
+			return toks, r.Err.Msg
 		}
-		for _, f := range r.line.Fields {
+		for _, f := range r.Line.Fields {
 			toks = append(toks, f...)
 		}
 	}
