@@ -279,7 +279,7 @@ func (s *crlStore) lookupCRLs(name []byte, hash uint32) []*crlInfo {
 	}
 	for _, d := range s.dirs {
 		for k := 0; ; k++ {
-			p := filepath.Join(d, fmt.Sprintf("%08x.r%d", hash, k))
+			p := filepath.Join(d, HashedCRLName(hash, k))
 			data, err := os.ReadFile(p)
 			if err != nil {
 				break
@@ -306,7 +306,7 @@ func (s *crlStore) lookupDirCerts(name []byte, hash uint32) []*certInfo {
 	var out []*certInfo
 	for _, d := range s.dirs {
 		for k := 0; ; k++ {
-			data, err := os.ReadFile(filepath.Join(d, fmt.Sprintf("%08x.%d", hash, k)))
+			data, err := os.ReadFile(filepath.Join(d, hashedCertName(hash, k)))
 			if err != nil {
 				break
 			}
@@ -358,7 +358,7 @@ func parsePEMBundle(data []byte, wantCerts bool) ([]*crlInfo, []*certInfo, error
 				return crls, certs, errors.New("TRUSTED CERTIFICATE blocks (OpenSSL trust settings) are not supported")
 			}
 		case "X509 CRL":
-			rl, err := x509.ParseRevocationList(b.Bytes)
+			rl, err := parseCRL(b.Bytes)
 			if err != nil {
 				return crls, certs, err
 			}

@@ -262,10 +262,9 @@ func TestVerifyScenarios(t *testing.T) {
 var opensslErrRE = regexp.MustCompile(`(?m)^error (\d+) at (\d+) depth lookup: (.*)$`)
 
 // TestVerifyDifferential runs every scenario through `openssl verify` with
-// the flags PostgreSQL's be_tls_init amounts to (CA file; with a CRL file
-// or directory, -crl_check -crl_check_all; the server-side sslclient
-// purpose) and compares the first error (PostgreSQL's verify_cb stops at
-// the first), its depth and its text with Verify's.
+// the flags PostgreSQL's be_tls_init amounts to (see opensslVerify) and
+// compares the first error (PostgreSQL's verify_cb stops at the first),
+// its depth and its text with Verify's.
 func TestVerifyDifferential(t *testing.T) {
 	if _, err := exec.LookPath("openssl"); err != nil {
 		t.Skip("openssl not on PATH")
@@ -275,51 +274,74 @@ func TestVerifyDifferential(t *testing.T) {
 			if s.noOpenSSL != "" {
 				t.Skip(s.noOpenSSL)
 			}
-			dir := t.TempDir()
-			cfg := writeScenario(t, dir, s)
-			leaf := filepath.Join(dir, "leaf.pem")
-			if err := os.WriteFile(leaf, pemCert(s.chain[0]), 0o600); err != nil {
-				t.Fatal(err)
-			}
-			args := []string{"verify", "-purpose", "sslclient", "-attime", strconv.FormatInt(testNow.Unix(), 10), "-CAfile", cfg.CAFile}
-			if len(s.chain) > 1 {
-				u := filepath.Join(dir, "untrusted.pem")
-				if err := os.WriteFile(u, pemCert(s.chain[1:]...), 0o600); err != nil {
-					t.Fatal(err)
-				}
-				args = append(args, "-untrusted", u)
-			}
-			if cfg.CRLFile != "" {
-				args = append(args, "-CRLfile", cfg.CRLFile)
-			}
-			if cfg.CRLDir != "" {
-				args = append(args, "-CApath", cfg.CRLDir)
-			}
-			if cfg.CRLFile != "" || cfg.CRLDir != "" {
-				args = append(args, "-crl_check", "-crl_check_all")
-			}
-			out, runErr := exec.Command("openssl", append(args, leaf)...).CombinedOutput()
-			wantR, wantD, wantText := Reason(0), 0, ""
-			if m := opensslErrRE.FindStringSubmatch(string(out)); m != nil {
-				n, _ := strconv.Atoi(m[1])
-				wantR = Reason(n)
-				wantD, _ = strconv.Atoi(m[2])
-				wantText = m[3]
-			} else if runErr != nil || !strings.Contains(string(out), ": OK") {
-				t.Fatalf("openssl verify: %v\n%s", runErr, out)
-			}
-			v, err := NewVerifier(cfg)
-			if err != nil {
-				t.Fatal(err)
-			}
-			_, err = v.Verify(rawChain(s.chain), testNow)
-			r, d := outcome(err)
-			if r != wantR || d != wantD {
-				t.Fatalf("Verify: %v (%d) at depth %d (%v)\nopenssl verify %s:\n%s", r, int(r), d, err, strings.Join(args, " "), out)
-			}
-			if wantText != "" && r.String() != wantText {
-				t.Errorf("Reason text %q, openssl says %q", r.String(), wantText)
-			}
+			checkScenarioWithOpenSSL(t, s)
 		})
 	}
+}
+
+// checkScenarioWithOpenSSL writes s's files, and requires Verify to give
+// the verdict `openssl verify` gives for them.
+func checkScenarioWithOpenSSL(t *testing.T, s scenario) {
+	t.Helper()
+	dir := t.TempDir()
+	cfg := writeScenario(t, dir, s)
+	leaf := filepath.Join(dir, "leaf.pem")
+	if err := os.WriteFile(leaf, pemCert(s.chain[0]), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	untrusted := ""
+	if len(s.chain) > 1 {
+		untrusted = filepath.Join(dir, "untrusted.pem")
+		if err := os.WriteFile(untrusted, pemCert(s.chain[1:]...), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wantR, wantD, wantText, out := opensslVerify(t, cfg, leaf, untrusted, testNow)
+	v, err := NewVerifier(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = v.Verify(rawChain(s.chain), testNow)
+	r, d := outcome(err)
+	if r != wantR || d != wantD {
+		t.Fatalf("Verify: %v (%d) at depth %d (%v)\n%s", r, int(r), d, err, out)
+	}
+	if wantText != "" && r.String() != wantText {
+		t.Errorf("Reason text %q, openssl says %q", r.String(), wantText)
+	}
+}
+
+// opensslVerify runs `openssl verify` on the certificate file leaf, with
+// the certificates of the file untrusted ("" for none) as the rest of the
+// client's chain, at time at, with the flags PostgreSQL's be_tls_init
+// amounts to: cfg's CA file; with a CRL file or directory, -crl_check
+// -crl_check_all; the server-side sslclient purpose. It returns the first
+// error's reason, depth and text (reason 0 when the chain verifies) and,
+// for failure messages, the command and its output.
+func opensslVerify(t *testing.T, cfg Config, leaf, untrusted string, at time.Time) (Reason, int, string, string) {
+	t.Helper()
+	args := []string{"verify", "-purpose", "sslclient", "-attime", strconv.FormatInt(at.Unix(), 10), "-CAfile", cfg.CAFile}
+	if untrusted != "" {
+		args = append(args, "-untrusted", untrusted)
+	}
+	if cfg.CRLFile != "" {
+		args = append(args, "-CRLfile", cfg.CRLFile)
+	}
+	if cfg.CRLDir != "" {
+		args = append(args, "-CApath", cfg.CRLDir)
+	}
+	if cfg.CRLFile != "" || cfg.CRLDir != "" {
+		args = append(args, "-crl_check", "-crl_check_all")
+	}
+	out, runErr := exec.Command("openssl", append(args, leaf)...).CombinedOutput()
+	report := fmt.Sprintf("openssl %s %s:\n%s", strings.Join(args, " "), leaf, out)
+	if m := opensslErrRE.FindStringSubmatch(string(out)); m != nil {
+		n, _ := strconv.Atoi(m[1])
+		d, _ := strconv.Atoi(m[2])
+		return Reason(n), d, m[3], report
+	}
+	if runErr != nil || !strings.Contains(string(out), ": OK") {
+		t.Fatalf("openssl verify: %v\n%s", runErr, report)
+	}
+	return 0, 0, "", report
 }

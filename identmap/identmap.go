@@ -2,7 +2,7 @@
 //
 // It mirrors PostgreSQL 18's src/backend/libpq/hba.c: parse_ident_line
 // (load time), check_ident_usermap and check_usermap (lookup). Files are
-// tokenized by package hba, which is PostgreSQL's tokenizer for both
+// tokenized by package internal/authfile, PostgreSQL's tokenizer for both
 // pg_hba.conf and pg_ident.conf (quotes, comments, continuation lines,
 // @file, include, include_if_exists, include_dir).
 //
@@ -22,8 +22,8 @@
 // provided.
 //
 // The package is pure: no I/O beyond reading the files through
-// hba.ReadOptions.FS, no logging; role membership is asked of an
-// hba.RoleChecker.
+// authfile.ReadOptions.FS, no logging; role membership is asked of a
+// RoleChecker.
 package identmap
 
 import (
@@ -32,9 +32,18 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/pgcertgate/pgcertgate/hba"
 	"github.com/pgcertgate/pgcertgate/internal/are"
+	"github.com/pgcertgate/pgcertgate/internal/authfile"
 )
+
+// RoleChecker answers role-membership questions for +role database users.
+// IsMember reports whether user is directly or indirectly a member of
+// role, not counting superuser status, and answers false, not an error,
+// when either role does not exist. hba.RoleChecker has the same method,
+// so one implementation serves both files.
+type RoleChecker interface {
+	IsMember(ctx context.Context, user, role string) (bool, error)
+}
 
 // Entry is one pg_ident.conf line (hba.c IdentLine).
 type Entry struct {
@@ -48,12 +57,12 @@ type Entry struct {
 	MapName string
 	// System is the system (authenticated) user name, or a regular
 	// expression when its value starts with '/', quoted or not.
-	System hba.String
+	System authfile.String
 	// User is the database user: an exact name, the unquoted keyword all,
 	// an unquoted +role (membership), or a regular expression when its
 	// value starts with '/'. When System is a regular expression, the
 	// first \1 of an exact name is replaced by System's group 1.
-	User hba.String
+	User authfile.String
 
 	systemRE *are.Regexp
 	userRE   *are.Regexp
@@ -62,11 +71,11 @@ type Entry struct {
 // String returns the entry in canonical pg_ident.conf syntax. Parsing it
 // again yields an entry with the same meaning and the same String.
 func (e *Entry) String() string {
-	return hba.String{Value: e.MapName}.String() + " " + e.System.String() + " " + e.User.String()
+	return authfile.String{Value: e.MapName}.String() + " " + e.System.String() + " " + e.User.String()
 }
 
 // isMemberCheck mirrors hba.c token_is_member_check.
-func isMemberCheck(s hba.String) bool { return !s.Quoted && strings.HasPrefix(s.Value, "+") }
+func isMemberCheck(s authfile.String) bool { return !s.Quoted && strings.HasPrefix(s.Value, "+") }
 
 // Map is a loaded pg_ident.conf, its lines in file order with includes
 // expanded in place.
@@ -74,7 +83,7 @@ type Map struct {
 	Entries []*Entry
 	// Warnings are non-fatal messages from reading the file, such as
 	// "skipping missing authentication file".
-	Warnings []*hba.Error
+	Warnings []*authfile.Error
 }
 
 // String returns every entry, one per line: the "interpreted
@@ -90,12 +99,12 @@ func (m *Map) String() string {
 
 // Load reads and parses an ident file, as hba.c load_ident does. Any bad
 // line refuses the whole file: the error is the errors.Join of one
-// *hba.Error per bad line (tokenizer errors first, then parse errors, each
+// *authfile.Error per bad line (tokenizer errors first, then parse errors, each
 // in file order), and the Map is nil, so that a caller reloading keeps its
 // previous Map. An empty file (or one with only comments) is valid:
 // unlike load_hba, load_ident does not require entries.
-func Load(path string, opts hba.ReadOptions) (*Map, error) {
-	lines, warnings, err := hba.ReadFile(path, opts)
+func Load(path string, opts authfile.ReadOptions) (*Map, error) {
+	lines, warnings, err := authfile.ReadFile(path, opts)
 	var errs []error
 	if err != nil {
 		if u, ok := err.(interface{ Unwrap() []error }); ok {
@@ -116,14 +125,14 @@ func Load(path string, opts hba.ReadOptions) (*Map, error) {
 }
 
 // Parse parses tokenized lines (parse_ident_line for each). On error the
-// Map is nil and the error joins one *hba.Error per bad line.
-func Parse(lines []hba.Line) (*Map, error) {
+// Map is nil and the error joins one *authfile.Error per bad line.
+func Parse(lines []authfile.Line) (*Map, error) {
 	m := &Map{}
 	var errs []error
 	for _, l := range lines {
 		e, msg := parseIdentLine(l)
 		if msg != "" {
-			errs = append(errs, &hba.Error{File: l.File, Line: l.Line, Msg: msg})
+			errs = append(errs, &authfile.Error{File: l.File, Line: l.Line, Msg: msg})
 			continue
 		}
 		m.Entries = append(m.Entries, e)
@@ -136,14 +145,14 @@ func Parse(lines []hba.Line) (*Map, error) {
 
 // parseIdentLine mirrors hba.c parse_ident_line. It returns PostgreSQL's
 // message for a bad line.
-func parseIdentLine(l hba.Line) (*Entry, string) {
+func parseIdentLine(l authfile.Line) (*Entry, string) {
 	e := &Entry{File: l.File, Line: l.Line, Raw: l.Raw}
-	field := func(i int) (hba.String, string) {
+	field := func(i int) (authfile.String, string) {
 		if i >= len(l.Fields) {
-			return hba.String{}, "missing entry at end of line"
+			return authfile.String{}, "missing entry at end of line"
 		}
 		if len(l.Fields[i]) > 1 {
-			return hba.String{}, "multiple values in ident field"
+			return authfile.String{}, "multiple values in ident field"
 		}
 		return l.Fields[i][0], ""
 	}
@@ -172,7 +181,7 @@ func parseIdentLine(l hba.Line) (*Entry, string) {
 // regcompAuthToken mirrors hba.c regcomp_auth_token: a token whose value
 // starts with '/' (quoted or not) is a regex. The error is an *are.Error,
 // whose text is PostgreSQL's message for patterns PostgreSQL refuses too.
-func regcompAuthToken(t hba.String) (*are.Regexp, error) {
+func regcompAuthToken(t authfile.String) (*are.Regexp, error) {
 	if !strings.HasPrefix(t.Value, "/") {
 		return nil, nil
 	}
@@ -195,7 +204,7 @@ type Result struct {
 }
 
 // ErrNoRoleChecker is returned by Check when a +role line must be
-// evaluated and no hba.RoleChecker was given.
+// evaluated and no RoleChecker was given.
 var ErrNoRoleChecker = errors.New("identmap: a +role line needs a RoleChecker")
 
 // Check mirrors hba.c check_usermap (case-sensitive, as for cert
@@ -210,7 +219,12 @@ var ErrNoRoleChecker = errors.New("identmap: a +role line needs a RoleChecker")
 // roles may be nil when the map has no +role line that the scan reaches
 // (see UsesMembership); otherwise ErrNoRoleChecker is returned. An error
 // from roles is returned as is; the caller must fail the authentication.
-func (m *Map) Check(ctx context.Context, mapName, pgUser, systemUser string, roles hba.RoleChecker) (Result, error) {
+//
+// Regular expressions run in time linear in the names' length, and the
+// scan stops with ctx's error once ctx is done, between lines and inside
+// a match: the authentication deadline bounds a lookup whatever the map
+// holds and however long the certificate's name is.
+func (m *Map) Check(ctx context.Context, mapName, pgUser, systemUser string, roles RoleChecker) (Result, error) {
 	if mapName == "" {
 		if pgUser == systemUser {
 			return Result{Matched: true}, nil
@@ -236,9 +250,12 @@ func (m *Map) Check(ctx context.Context, mapName, pgUser, systemUser string, rol
 
 // check mirrors hba.c check_ident_usermap for one line. logMsg not empty
 // means PostgreSQL's *error_p: the scan stops.
-func (e *Entry) check(ctx context.Context, mapName, pgUser, systemUser string, roles hba.RoleChecker) (found bool, logMsg string, err error) {
+func (e *Entry) check(ctx context.Context, mapName, pgUser, systemUser string, roles RoleChecker) (found bool, logMsg string, err error) {
 	if e.MapName != mapName {
 		return false, "", nil
+	}
+	if err := ctx.Err(); err != nil {
+		return false, "", err
 	}
 	if e.systemRE == nil {
 		if e.System.Value != systemUser {
@@ -249,12 +266,16 @@ func (e *Entry) check(ctx context.Context, mapName, pgUser, systemUser string, r
 	user := e.User
 	needGroup := !isMemberCheck(e.User) && e.userRE == nil && strings.Contains(e.User.Value, `\1`)
 	if !needGroup {
-		if !e.systemRE.MatchString(systemUser) {
-			return false, "", nil
+		matched, err := e.systemRE.MatchContext(ctx, systemUser)
+		if err != nil || !matched {
+			return false, "", err
 		}
 		return e.checkRole(ctx, pgUser, user, roles)
 	}
-	matched, g1, ok, rerr := e.systemRE.Group1(systemUser)
+	matched, g1, ok, rerr := e.systemRE.Group1(ctx, systemUser)
+	if err := ctx.Err(); rerr != nil && err != nil {
+		return false, "", err
+	}
 	if rerr != nil {
 		return false, fmt.Sprintf("regular expression match for \"%s\" failed: %s", e.systemRE.String(), rerr), nil
 	}
@@ -267,16 +288,16 @@ func (e *Entry) check(ctx context.Context, mapName, pgUser, systemUser string, r
 	}
 	// Substitute the first \1 only; the result is literal (quoted), so it
 	// is never all, +role or a regex.
-	user = hba.String{Value: strings.Replace(e.User.Value, `\1`, g1, 1), Quoted: true}
+	user = authfile.String{Value: strings.Replace(e.User.Value, `\1`, g1, 1), Quoted: true}
 	return e.checkRoleToken(ctx, pgUser, user, nil, roles)
 }
 
-func (e *Entry) checkRole(ctx context.Context, pgUser string, tok hba.String, roles hba.RoleChecker) (bool, string, error) {
+func (e *Entry) checkRole(ctx context.Context, pgUser string, tok authfile.String, roles RoleChecker) (bool, string, error) {
 	return e.checkRoleToken(ctx, pgUser, tok, e.userRE, roles)
 }
 
 // checkRoleToken mirrors hba.c check_role for a single token.
-func (e *Entry) checkRoleToken(ctx context.Context, pgUser string, tok hba.String, re *are.Regexp, roles hba.RoleChecker) (bool, string, error) {
+func (e *Entry) checkRoleToken(ctx context.Context, pgUser string, tok authfile.String, re *are.Regexp, roles RoleChecker) (bool, string, error) {
 	switch {
 	case isMemberCheck(tok):
 		if roles == nil {
@@ -287,7 +308,8 @@ func (e *Entry) checkRoleToken(ctx context.Context, pgUser string, tok hba.Strin
 	case tok.IsKeyword("all"):
 		return true, "", nil
 	case re != nil:
-		return re.MatchString(pgUser), "", nil
+		ok, err := re.MatchContext(ctx, pgUser)
+		return ok, "", err
 	default:
 		return tok.Value == pgUser, "", nil
 	}
@@ -295,7 +317,7 @@ func (e *Entry) checkRoleToken(ctx context.Context, pgUser string, tok hba.Strin
 
 // UsesMembership reports whether any line of mapName checks role
 // membership (an unquoted +role database user), so that the caller knows
-// whether Check may need an hba.RoleChecker.
+// whether Check may need a RoleChecker.
 func (m *Map) UsesMembership(mapName string) bool {
 	for _, e := range m.Entries {
 		if e.MapName == mapName && isMemberCheck(e.User) {

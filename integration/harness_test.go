@@ -90,6 +90,10 @@ type world struct {
 	addr    string // proxy host:port
 	logBuf  *syncBuffer
 	cfgPath string
+	// filesMu serialises clientFiles: concurrent sessions of one test
+	// (TestRelayStress) ask for the same files, and one that found the
+	// certificate written must never go on to read a key not yet written.
+	filesMu sync.Mutex
 }
 
 type worldOptions struct {
@@ -218,7 +222,7 @@ catalog_user = "postgres"
 	if err != nil {
 		t.Fatalf("loading proxy configuration: %v", err)
 	}
-	w.proxy = pgwire.New(rt, slog.New(slog.NewTextHandler(w.logBuf, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	w.proxy = pgwire.New(pgwire.Options{Runtime: rt, Logger: slog.New(slog.NewTextHandler(w.logBuf, &slog.HandlerOptions{Level: slog.LevelDebug}))})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -265,6 +269,8 @@ func (w *world) clientFiles(name string) (cert, key string) {
 	l := w.pki.clients[name]
 	cert = filepath.Join(w.dir, "client-"+name+".crt")
 	key = filepath.Join(w.dir, "client-"+name+".key")
+	w.filesMu.Lock()
+	defer w.filesMu.Unlock()
 	if _, err := os.Stat(cert); err == nil {
 		return cert, key
 	}

@@ -87,7 +87,7 @@ func identCRLName(t *testing.T, ca *testpki.CA, n int) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return fmt.Sprintf("crl/%08x.r%d", h, n)
+	return "crl/" + certauth.HashedCRLName(h, n)
 }
 
 // identDropCRL writes a CRL into both servers' ssl_crl_dir while they
@@ -395,7 +395,7 @@ func TestIdentNoSessionResumption(t *testing.T) {
 				t.Errorf("%s resumed a session", tg)
 			}
 			// The refusal is the server's TLS alert (certificate_revoked
-			// from PostgreSQL, bad_certificate from pgcertgate).
+			// from both).
 			if err == nil || !strings.Contains(err.Error(), "remote error: tls: ") {
 				t.Errorf("%s did not refuse the revoked certificate with an alert (err %v)", tg, err)
 			}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -140,5 +141,33 @@ func stressOp(ctx context.Context, pc *pgconn.PgConn, rng *rand.Rand) (string, e
 			return kind, fmt.Errorf("%d results, want %d", len(res), k)
 		}
 		return kind, nil
+	}
+}
+
+// TestClientFilesConcurrent: sessions started together ask for the same
+// client files, and each must find the key written once it finds the
+// certificate (a race here once failed TestRelayStress with "unable to
+// read sslkey").
+func TestClientFilesConcurrent(t *testing.T) {
+	p := newPKI(t)
+	for round := range 20 {
+		w := &world{t: t, dir: t.TempDir(), pki: p}
+		var wg sync.WaitGroup
+		errs := make(chan error, 16)
+		for range 16 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				_, key := w.clientFiles("alice")
+				if b, err := os.ReadFile(key); err != nil || len(b) == 0 {
+					errs <- fmt.Errorf("round %d: key read right after clientFiles: %d bytes, %v", round, len(b), err)
+				}
+			}()
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Fatal(err)
+		}
 	}
 }

@@ -18,43 +18,8 @@ func TestBackendReuse(t *testing.T) {
 	defer cancel()
 	w.setup(t, "CREATE ROLE alice LOGIN", "CREATE ROLE carol LOGIN", "CREATE DATABASE app", "GRANT ALL ON DATABASE app TO alice, carol")
 	alice := conn{user: "alice", database: "app", cert: "alice"}
-	open := func(c conn) *pgconn.PgConn {
-		t.Helper()
-		pc, err := w.connect(ctx, proxy, c)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return pc
-	}
-	exec := func(pc *pgconn.PgConn, sql string) [][]byte {
-		t.Helper()
-		rs, err := pc.Exec(ctx, sql).ReadAll()
-		if err != nil {
-			t.Fatalf("%s: %v", sql, err)
-		}
-		last := rs[len(rs)-1]
-		if len(last.Rows) == 0 {
-			return nil
-		}
-		return last.Rows[0]
-	}
-	// closeAndWait ends a session and waits until the proxy has kept
-	// (want true) or dropped its backend.
-	closeAndWait := func(pc *pgconn.PgConn, idleBefore int, kept bool) {
-		t.Helper()
-		pc.Close(ctx)
-		want := idleBefore
-		if kept {
-			want++
-		}
-		deadline := time.Now().Add(10 * time.Second)
-		for w.proxy.IdleBackends() != want {
-			if time.Now().After(deadline) {
-				t.Fatalf("idle backends = %d, want %d", w.proxy.IdleBackends(), want)
-			}
-			time.Sleep(5 * time.Millisecond) // polling a condition, bounded by the deadline
-		}
-	}
+	r := &reuser{t: t, w: w, ctx: ctx}
+	open, exec, closeAndWait := r.open, r.exec, r.closeAndWait
 
 	// Session 1 leaves every kind of session state behind.
 	a1 := open(alice)
@@ -125,4 +90,125 @@ func TestBackendReuse(t *testing.T) {
 		t.Fatal("a backend left inside a transaction was reused")
 	}
 	a5.Close(ctx)
+}
+
+// reuser opens proxy sessions and watches the proxy's kept backends.
+type reuser struct {
+	t   *testing.T
+	w   *world
+	ctx context.Context
+}
+
+func (r *reuser) open(c conn) *pgconn.PgConn {
+	r.t.Helper()
+	pc, err := r.w.connect(r.ctx, proxy, c)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	return pc
+}
+
+// exec runs sql and returns the first row of its last result (nil when
+// that result has no rows).
+func (r *reuser) exec(pc *pgconn.PgConn, sql string) [][]byte {
+	r.t.Helper()
+	rs, err := pc.Exec(r.ctx, sql).ReadAll()
+	if err != nil {
+		r.t.Fatalf("%s: %v", sql, err)
+	}
+	last := rs[len(rs)-1]
+	if len(last.Rows) == 0 {
+		return nil
+	}
+	return last.Rows[0]
+}
+
+// closeAndWait ends a session and waits until the proxy has kept (kept
+// true) or dropped its backend.
+func (r *reuser) closeAndWait(pc *pgconn.PgConn, idleBefore int, kept bool) {
+	r.t.Helper()
+	pc.Close(r.ctx)
+	want := idleBefore
+	if kept {
+		want++
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for r.w.proxy.IdleBackends() != want {
+		if time.Now().After(deadline) {
+			r.t.Fatalf("idle backends = %d, want %d", r.w.proxy.IdleBackends(), want)
+		}
+		time.Sleep(5 * time.Millisecond) // polling a condition, bounded by the deadline
+	}
+}
+
+// TestReuseNeverCrossesCertificates: two certificates that map to the same
+// role never share a backend, because DISCARD ALL leaves state behind
+// (dblink connections logged in as someone else, the random() seed, LOADed
+// modules). The same certificate gets its own kept backend back, state and
+// all.
+func TestReuseNeverCrossesCertificates(t *testing.T) {
+	const hbaConf = "hostssl all all 127.0.0.1/32 cert map=m\n"
+	const identConf = "m alice app\nm bob app\n"
+	for _, pass := range []bool{false, true} {
+		t.Run(fmt.Sprintf("pass_client_identity=%v", pass), func(t *testing.T) {
+			w := newWorld(t, newPKI(t), worldOptions{hba: hbaConf, ident: identConf,
+				backendTOML: fmt.Sprintf("reuse = true\nreuse_idle_timeout = \"30s\"\npass_client_identity = %v", pass)})
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
+			// app is a superuser so that it may LOAD a module and open a
+			// password-less dblink connection as another role.
+			w.setup(t, "CREATE ROLE app LOGIN SUPERUSER", "CREATE ROLE secret LOGIN", "CREATE DATABASE app OWNER app")
+			if _, err := w.superuserRowsIn(ctx, "app", "CREATE EXTENSION dblink"); err != nil {
+				t.Fatal(err)
+			}
+			r := &reuser{t: t, w: w, ctx: ctx}
+			bobConn := conn{user: "app", database: "app", cert: "bob"}
+			aliceConn := conn{user: "app", database: "app", cert: "alice"}
+
+			// bob leaves state behind that DISCARD ALL does not reset.
+			bob := r.open(bobConn)
+			bobPID := bob.PID()
+			r.exec(bob, "select setseed(0.5)")
+			r.exec(bob, "LOAD 'auto_explain'")
+			r.exec(bob, "select dblink_connect('stash', format('host=%s port=%s dbname=postgres user=secret', "+
+				"split_part(current_setting('unix_socket_directories'), ',', 1), current_setting('port')))")
+			r.closeAndWait(bob, 0, true)
+
+			// The value random() gives first after setseed(0.5).
+			seeded, err := w.superuserRows(ctx, "select setseed(0.5), random()::text")
+			if err != nil {
+				t.Fatal(err)
+			}
+			// alice maps to the same role, database and parameters, with
+			// her own certificate: a backend of her own, with none of it.
+			alice := r.open(aliceConn)
+			if alice.PID() == bobPID {
+				t.Fatalf("alice was handed bob's backend (pid %d)", bobPID)
+			}
+			if got := r.exec(alice, "select dblink_get_connections() is null")[0]; string(got) != "t" {
+				t.Errorf("alice sees dblink connections")
+			}
+			if got := r.exec(alice, "select current_setting('auto_explain.log_min_duration', true) is null")[0]; string(got) != "t" {
+				t.Errorf("alice's backend has auto_explain loaded")
+			}
+			if got := r.exec(alice, "select random()::text")[0]; string(got) == string(seeded[0][1]) {
+				t.Errorf("alice's first random() = %s, the value after bob's setseed(0.5)", got)
+			}
+			// Only bob's backend is kept; alice's joins it when she leaves.
+			r.closeAndWait(alice, 1, true)
+
+			// bob gets his own backend back, state included.
+			bob2 := r.open(bobConn)
+			if bob2.PID() != bobPID {
+				t.Fatalf("bob's kept backend not returned to him: pid %d, want %d", bob2.PID(), bobPID)
+			}
+			if got := r.exec(bob2, "select u from dblink('stash', 'select current_user') as t(u name)")[0]; string(got) != "secret" {
+				t.Errorf("bob's dblink connection = %q, want secret", got)
+			}
+			r.closeAndWait(bob2, 1, true)
+			if n := w.proxy.ReusedBackends(); n != 1 {
+				t.Errorf("ReusedBackends = %d, want 1", n)
+			}
+		})
+	}
 }

@@ -2,7 +2,6 @@ package pgwire
 
 import (
 	"context"
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -14,7 +13,9 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
 
+	"github.com/pgcertgate/pgcertgate/authz"
 	"github.com/pgcertgate/pgcertgate/hba"
+	"github.com/pgcertgate/pgcertgate/internal/pgerr"
 )
 
 // session is an authenticated client joined to its backend connection.
@@ -34,6 +35,8 @@ type session struct {
 	maxLifetime time.Duration
 	// greeting is what the client gets when the session starts.
 	greeting []byte
+	// meta is the session's identity for the ledger and the admin API.
+	meta sessionMeta
 }
 
 // connectBackend opens the backend connection as the client's user and
@@ -43,15 +46,17 @@ func (c *clientConn) connectBackend(ctx context.Context, si *startupInfo, entry 
 	if c.state.rt.Config.Backend.PassClientIdentity {
 		// Part of the startup parameters, so also part of the reuse key:
 		// a kept backend carries them, and only the same identity from
-		// the same address through the same line may take it.
+		// the same address may take it.
 		si.params = append(si.params, identityParams(c, entry)...)
 	}
-	key := reuseKey(c.state, si)
+	key := reuseKey(c.state, si, entry, c.reuseHolder())
 	if key != "" {
 		if s := c.srv.pool.acquire(key); s != nil {
-			// A backend kept from an earlier session of the same user,
-			// database and parameters, already reset.
+			// A backend kept from an earlier session of the same
+			// certificate, hba line, user, database and parameters,
+			// already reset.
 			c.note(slog.Bool("backend_reused", true))
+			s.meta.reused = true
 			return c.greet(s, nil)
 		}
 	}
@@ -78,9 +83,9 @@ func (c *clientConn) connectBackend(ctx context.Context, si *startupInfo, entry 
 		if pgErr, ok := errors.AsType[*pgconn.PgError](err); ok {
 			// The backend's own refusal (unknown database, NOLOGIN role,
 			// too many connections) reaches the client unchanged.
-			return nil, pgErr
+			return nil, refusedByBackend(pgErr)
 		}
-		return nil, backendUnavailable(err)
+		return nil, pgerr.BackendUnavailable("backend_unavailable", err)
 	}
 	// pgconn's Hijack contract: SyncConn first, so that no read-ahead
 	// and no background reader (pgconn starts one when a write stalls
@@ -91,9 +96,9 @@ func (c *clientConn) connectBackend(ctx context.Context, si *startupInfo, entry 
 		pgc.Close(closeCtx)
 		cancel()
 		if pgErr, ok := errors.AsType[*pgconn.PgError](err); ok {
-			return nil, pgErr
+			return nil, refusedByBackend(pgErr)
 		}
-		return nil, backendUnavailable(err)
+		return nil, pgerr.BackendUnavailable("backend_unavailable", err)
 	}
 	hj, err := pgc.Hijack()
 	if err != nil {
@@ -126,8 +131,8 @@ func (c *clientConn) connectBackend(ctx context.Context, si *startupInfo, entry 
 // pg_backend_pid() and NOTIFY self-filtering) and ReadyForQuery.
 func (c *clientConn) greet(s *session, notices []*pgconn.Notice) (*session, error) {
 	// PostgreSQL refuses some certificate names only here, after the
-	// backend has checked the database and role: see peerNameError.
-	if err := peerNameError(c.chain); err != nil {
+	// backend has checked the database and role: see authz.AfterBackend.
+	if err := authz.AfterBackend(c.peer); err != nil {
 		s.backend.Close()
 		return nil, err
 	}
@@ -138,8 +143,8 @@ func (c *clientConn) greet(s *session, notices []*pgconn.Notice) (*session, erro
 	if c.minor >= 2 {
 		keyLen = 32
 	}
-	key := make([]byte, keyLen)
-	if _, err := rand.Read(key); err != nil {
+	key, err := c.newCancelKey(keyLen)
+	if err != nil {
 		s.backend.Close()
 		return nil, err
 	}
@@ -168,13 +173,5 @@ func (c *clientConn) greet(s *session, notices []*pgconn.Notice) (*session, erro
 }
 
 func noticeToResponse(n *pgconn.Notice) *pgproto3.ErrorResponse {
-	return toErrorResponse((*pgconn.PgError)(n))
-}
-
-// backendUnavailable is the client's error when the backend cannot be
-// reached or set up; the cause goes to the log only.
-func backendUnavailable(err error) *Error {
-	e := fatal(codeCannotConnectNow, "backend_unavailable", "could not connect to the database server behind pgcertgate")
-	e.LogDetail = err.Error()
-	return e
+	return pgErrorResponse((*pgconn.PgError)(n))
 }

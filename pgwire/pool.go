@@ -12,18 +12,30 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/pgcertgate/pgcertgate/hba"
 )
 
 // resetTimeout bounds the reset query a returned backend must answer.
 const resetTimeout = 5 * time.Second
 
-// backendPool keeps the backend connections of sessions that ended cleanly,
-// for the next client with the same user, database and startup parameters
+// backendPool keeps the backend connections of sessions that ended cleanly
 // (PgBouncer's session pooling). A connection is reset with the configured
-// server_reset_query (DISCARD ALL by default) before it is kept, and it is
-// only ever handed to a client that has passed authentication for exactly
-// the same role, so no session state can cross from one user to another.
-// Replication connections are never kept.
+// server_reset_query (DISCARD ALL by default) before it is kept.
+//
+// What a reset leaves behind. DISCARD ALL clears settings, prepared
+// statements, portals, temporary tables, advisory locks, LISTEN and plan
+// caches, but not state that lives in loaded code or in other processes:
+// named dblink connections and postgres_fdw's connection cache (both
+// logged in as whoever opened them), the random() seed set by setseed,
+// modules brought in with LOAD (auto_explain and its settings' effects),
+// PL/Perl's %_SHARED and PL/Python's GD, and anything an extension keeps
+// in backend memory. That state is safe only with the certificate holder
+// who created it, so a kept backend is handed back only to a client whose
+// reuseKey is identical: the same verified leaf certificate (by SHA-256)
+// through the same pg_hba.conf line, on top of the same role, database and
+// startup parameters. Two certificates that map to the same role never
+// share a backend. Replication connections are never kept.
 type backendPool struct {
 	// Reused counts sessions served by a kept backend.
 	Reused atomic.Int64
@@ -45,9 +57,14 @@ func newBackendPool() *backendPool {
 	return p
 }
 
-// reuseKey identifies the backend sessions a client may take: same backend
-// DSN, user, database and startup parameters. "" means never reuse.
-func reuseKey(st *state, si *startupInfo) string {
+// reuseKey identifies the backend sessions a client may take. "" means
+// never reuse. The key holds who the client proved to be (holder: the
+// leaf certificate's SHA-256, a peer socket session's uid, or "-" for
+// neither; see clientConn.reuseHolder) and the pg_hba.conf line that
+// admitted it (file, line and text, so that a reload that rewrites the
+// line starts a new key), whatever pass_client_identity says; then the
+// backend DSN, user, database and startup parameters.
+func reuseKey(st *state, si *startupInfo, entry *hba.Entry, holder string) string {
 	b := st.rt.Config.Backend
 	if !b.Reuse || si.replication != replicationNone {
 		return ""
@@ -59,7 +76,8 @@ func reuseKey(st *state, si *startupInfo) string {
 		last[p[0]] = p[1]
 	}
 	var sb strings.Builder
-	fmt.Fprintf(&sb, "%q %q %q", b.DSN, si.user, si.database)
+	fmt.Fprintf(&sb, "%s %q %q", holder, entry.Location(), entry.Raw)
+	fmt.Fprintf(&sb, " %q %q %q", b.DSN, si.user, si.database)
 	for _, name := range slices.Sorted(maps.Keys(last)) {
 		fmt.Fprintf(&sb, " %q=%q", name, last[name])
 	}

@@ -13,18 +13,23 @@
 //
 // The pattern is lexed and parsed by a port of regc_lex.c and regcomp.c
 // (lex.go, parse.go), which decides what it means and reports PostgreSQL's
-// own errors with pg_regerror's text. Matching runs on Go's RE2 over a
-// byte-to-rune mapping; only placing group 1 (pg_ident.conf's \1) follows
-// a port of regexec.c's dissection (match.go). A construct whose meaning
-// RE2 cannot reproduce is refused by Compile (an *Error with Unsupported
-// set), never matched differently. Regexp's documentation has the table
-// of decisions; testdata/pg15-regex.txt, recorded from PostgreSQL 15 by
-// pgdiff_test.go, checks them.
+// own errors with pg_regerror's text. The syntax tree is then run two
+// ways, which must agree: MatchString on Go's RE2 over a byte-to-rune
+// mapping, and MatchContext and Group1 on the package's own automata
+// (nfa.go), with group 1 (pg_ident.conf's \1) placed by a port of
+// regexec.c's dissection (match.go). The automata take time linear in the
+// subject, however long a certificate's name is, and stop when their
+// context is done. A construct whose meaning RE2 cannot reproduce is
+// refused by Compile (an *Error with Unsupported set), never matched
+// differently. Regexp's documentation has the table of decisions;
+// testdata/pg15-regex.txt, recorded from PostgreSQL 15 by pgdiff_test.go,
+// checks them.
 //
 // The package is pure: no I/O, no logging, no mutable global state.
 package are
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"math/bits"
@@ -36,9 +41,11 @@ import (
 
 // Regexp is a PostgreSQL advanced regular expression (ARE), compiled as
 // hba.c regcomp_auth_token compiles the text after the leading '/': with
-// REG_ADVANCED, the C collation and one character per byte. Matching runs
-// on Go's RE2 engine; only placing group 1 for \1 uses the dissection
-// rules of PostgreSQL's regexec.c, which RE2 does not share.
+// REG_ADVANCED, the C collation and one character per byte. MatchString
+// runs on Go's RE2 engine; MatchContext and Group1 run the same syntax
+// tree on the package's own automata, and Group1 places group 1 for \1
+// by the dissection rules of PostgreSQL's regexec.c, which RE2 does not
+// share.
 //
 // The translation accepts a pattern only when the RE2 program means
 // exactly what PostgreSQL's does; everything else is refused at load
@@ -100,6 +107,11 @@ type Regexp struct {
 	tree  *subre
 	whole *node
 	nsub  int
+	// search is any bytes then the pattern, read forward: where a match
+	// can end. searchRev is the pattern then any bytes, read backward:
+	// where a match can start. Both are the package's own automata, for
+	// MatchContext and Group1.
+	search, searchRev *prog
 }
 
 // highRuneBase is where bytes 0x80-0xFF go in the mapped rune space.
@@ -142,7 +154,13 @@ func Compile(pattern string) (*Regexp, error) {
 		}
 		return nil, unsupported(pattern, fmt.Sprintf("too large for Go's RE2 engine (%v)", err))
 	}
-	return &Regexp{src: pattern, re2: b.String(), prog: prog, tree: tree, whole: whole, nsub: p.nsubexp}, nil
+	bc := byteClasses(whole)
+	compileProgs(tree, bc)
+	anything := &node{op: nRepeat, subs: []*node{{op: nSet, set: byteSet{}.complement()}}, max: dupInf}
+	return &Regexp{src: pattern, re2: b.String(), prog: prog, tree: tree, whole: whole, nsub: p.nsubexp,
+		search:    compileProg(concat(anything, whole), false, bc),
+		searchRev: compileProg(concat(whole, anything), true, bc),
+	}, nil
 }
 
 // Error is why Compile refused a pattern. Its text is hba.c
@@ -206,20 +224,44 @@ func mapBytes(s string) string {
 }
 
 // MatchString reports whether the regex matches anywhere in s
-// (pg_regexec with nmatch 0).
+// (pg_regexec with nmatch 0), on Go's RE2. RE2 takes time linear in
+// len(s) but proportional to the pattern's size too, and cannot be
+// stopped: a subject as long as a certificate identity may be goes to
+// MatchContext instead.
 func (r *Regexp) MatchString(s string) bool {
 	return r.prog.MatchString(mapBytes(s))
+}
+
+// MatchContext reports, as MatchString does, whether the regex matches
+// anywhere in s, on the package's own automaton: in time linear in len(s),
+// and stopping with ctx's error once ctx is done.
+func (r *Regexp) MatchContext(ctx context.Context, s string) (bool, error) {
+	if err := ctx.Err(); err != nil {
+		return false, err
+	}
+	m := newMatcher(ctx, s)
+	ok := m.run(r.search, 0, len(s), anyPos).first() >= 0
+	if m.err != nil {
+		return false, m.err
+	}
+	return ok, nil
 }
 
 // Group1 runs the regex as check_ident_usermap does (pg_regexec with
 // nmatch 2): matched says whether it matches at all; ok says whether
 // group 1 took part in the match, and g1 is its text.
 //
-// The error is not nil only if the two engines disagree about whether
-// there is a match, which would be a bug; the caller fails closed.
-func (r *Regexp) Group1(s string) (matched bool, g1 string, ok bool, err error) {
-	m, matched, err := r.exec(s)
-	if !matched || err != nil || r.nsub == 0 {
+// It runs on the package's own automata, in time linear in len(s), and
+// stops with ctx's error once ctx is done. Any other error is an internal
+// inconsistency (the search found a match the dissection cannot place),
+// which would be a bug; the caller fails closed.
+func (r *Regexp) Group1(ctx context.Context, s string) (matched bool, g1 string, ok bool, err error) {
+	if r.nsub == 0 {
+		matched, err := r.MatchContext(ctx, s)
+		return matched, "", false, err
+	}
+	m, matched, err := r.exec(ctx, s)
+	if !matched || err != nil {
 		return matched, "", false, err
 	}
 	if c, set := m.caps[1]; set {
@@ -228,24 +270,34 @@ func (r *Regexp) Group1(s string) (matched bool, g1 string, ok bool, err error) 
 	return true, "", false, nil
 }
 
-// exec runs the regex as pg_regexec does when asked for submatches. The
-// leftmost match start is the same under every matching discipline, so
-// RE2 finds it; the end and the groups come from the dissection.
-func (r *Regexp) exec(s string) (*matcher, bool, error) {
-	mapped := mapBytes(s)
-	loc := r.prog.FindStringIndex(mapped)
-	if loc == nil {
-		return nil, false, nil
+// exec runs the regex as pg_regexec does when asked for submatches: the
+// leftmost position where a match starts (one backward pass), then the
+// match from there and its dissection.
+func (r *Regexp) exec(ctx context.Context, s string) (*matcher, bool, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, false, err
 	}
-	begin := len(unmapString(mapped[:loc[0]]))
-	m := newMatcher(s)
-	if !m.findAt(r.tree, begin) {
+	return r.execOn(newMatcher(ctx, s))
+}
+
+// execOn is exec on a given matcher (tests set its cache budget).
+func (r *Regexp) execOn(m *matcher) (*matcher, bool, error) {
+	begin := m.run(r.searchRev, m.n, 0, nil).first()
+	switch {
+	case m.err != nil:
+		return nil, false, m.err
+	case begin < 0:
+		return m, false, nil
+	case !m.findAt(r.tree, begin):
+		if m.err != nil {
+			return nil, false, m.err
+		}
 		return nil, false, errEngines
 	}
 	return m, true, nil
 }
 
-// errEngines reports that RE2 and the dissection disagree (a bug).
+// errEngines reports that the search and the dissection disagree (a bug).
 var errEngines = errors.New("internal error: match engines disagree")
 
 // emit writes the RE2 syntax for n.

@@ -2,6 +2,7 @@ package are
 
 import (
 	"bufio"
+	"context"
 	"encoding/hex"
 	"errors"
 	"os"
@@ -111,7 +112,7 @@ func evalLikePostgres(pattern, subject string) (r pgResult, unsupported string) 
 		r.Err = e.Msg
 		return r, ""
 	}
-	m, matched, err := re.exec(subject)
+	m, matched, err := re.exec(context.Background(), subject)
 	if err != nil {
 		r.Err = err.Error()
 		return r, ""
@@ -121,7 +122,7 @@ func evalLikePostgres(pattern, subject string) (r pgResult, unsupported string) 
 	}
 	r.Match = true
 	// the full left-to-right scan must agree with RE2's leftmost start
-	full := newMatcher(subject)
+	full := newMatcher(context.Background(), subject)
 	if _, ok := full.find(re.tree); !ok || full.span != m.span {
 		r.Err = "LEFTMOST START DISAGREES"
 		return r, ""
@@ -316,7 +317,7 @@ func TestGroup1(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%q: %v", c.pat, err)
 		}
-		matched, g1, ok, err := re.Group1(c.s)
+		matched, g1, ok, err := re.Group1(context.Background(), c.s)
 		if err != nil || !matched || ok != c.ok || g1 != c.g1 {
 			t.Errorf("%q on %q: matched=%v g1=%q ok=%v err=%v; want g1=%q ok=%v", c.pat, c.s, matched, g1, ok, err, c.g1, c.ok)
 		}

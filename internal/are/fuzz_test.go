@@ -1,6 +1,7 @@
 package are
 
 import (
+	"context"
 	"regexp"
 	"strings"
 	"testing"
@@ -37,7 +38,7 @@ func FuzzTranslateRegex(f *testing.F) {
 			t.Fatalf("%q: translation %q does not compile: %v", pattern, re.re2, err)
 		}
 		for _, s := range []string{subject, "", pattern, strings.ToUpper(subject)} {
-			matched, g1, ok, err := re.Group1(s)
+			matched, g1, ok, err := re.Group1(context.Background(), s)
 			if err != nil {
 				t.Fatalf("%q on %q: %v", pattern, s, err)
 			}
@@ -47,8 +48,8 @@ func FuzzTranslateRegex(f *testing.F) {
 			if ok && !strings.Contains(s, g1) {
 				t.Fatalf("%q on %q: group 1 %q is not part of the subject", pattern, s, g1)
 			}
-			if m, ok, _ := re.exec(s); ok {
-				full := newMatcher(s)
+			if m, ok, _ := re.exec(context.Background(), s); ok {
+				full := newMatcher(context.Background(), s)
 				if _, found := full.find(re.tree); !found || full.span != m.span {
 					t.Fatalf("%q on %q: RE2's leftmost start and the full scan disagree", pattern, s)
 				}

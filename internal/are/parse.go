@@ -159,6 +159,10 @@ type subre struct {
 	sibling *subre
 	frag    *node // '=' only: what the node matches
 
+	// fwd and rev are the node's NFA, reading forward and backward, for
+	// the dissection (compileProgs).
+	fwd, rev *prog
+
 	// while a branch is being built (parsebranch), the atoms so far
 	atoms []*node
 }
