@@ -20,7 +20,8 @@ import (
 // net.Error that crypto/tls passes up without poisoning the connection (a
 // partial record stays in its buffer). The relay then holds no plaintext
 // buffer while a session is idle, where a bufio.Reader over the TLS
-// connection would hold 8 KiB for the session's life (issue 7).
+// connection would hold 8 KiB for the session's life, an eighth of the
+// 64 KiB an idle client may cost.
 type transport struct {
 	net.Conn
 	// pre is the startup reader while it holds bytes (direct TLS only);
@@ -29,6 +30,10 @@ type transport struct {
 	// fd is the socket while the relay reads it inside the poller's
 	// callback, and -1 otherwise.
 	fd int
+	// alerts is set only during a handshake that verifies client
+	// certificates: it may rewrite the alert record that follows a
+	// failed verification (see tlsalert.go).
+	alerts *alertRewrite
 }
 
 func newTransport(c net.Conn, pre *bufio.Reader) *transport {
@@ -50,6 +55,16 @@ func (t *transport) Read(p []byte) (int, error) {
 		return t.Conn.Read(p)
 	}
 	return readSocket(t.fd, p)
+}
+
+// Write sends p to the socket. During a handshake that verifies client
+// certificates, the record that follows a failed verification may be
+// replaced by one carrying OpenSSL's alert; see tlsalert.go.
+func (t *transport) Write(p []byte) (int, error) {
+	if t.alerts != nil {
+		p = t.alerts.rewrite(p)
+	}
+	return t.Conn.Write(p)
 }
 
 // readSocket is one non-blocking read(2) of a stream socket, in io.Reader
