@@ -97,6 +97,8 @@ type options struct {
 	serial              *big.Int
 	maxPathLen          int
 	maxPathLenSet       bool
+	ocspServers         []string // Authority Information Access OCSP URLs
+	crlDPs              []string // CRL distribution point URLs
 }
 
 // WithValidity sets NotBefore and NotAfter, for example to issue an expired
@@ -192,6 +194,9 @@ func (o *options) template(subject pkix.Name, serial *big.Int) *x509.Certificate
 		IPAddresses:    o.ips,
 		EmailAddresses: o.emails,
 		URIs:           o.uris,
+		// Revocation pointers (revocation.go): none unless asked for.
+		OCSPServer:            o.ocspServers,
+		CRLDistributionPoints: o.crlDPs,
 	}
 }
 
