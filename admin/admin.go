@@ -1,6 +1,8 @@
 // Package admin serves pgcertgate's operator endpoints over HTTP: /metrics
 // (Prometheus), /healthz (liveness) and /readyz (readiness), and, when
-// asked for, Go's profiles under /debug/pprof/.
+// asked for, Go's profiles under /debug/pprof/. With a token it also
+// serves the admin API (/api/logins, /api/certificates, /api/sessions and
+// POST /api/sessions/{id}/terminate) and a page at / that shows them.
 //
 // Readiness means "send me new clients": the proxy has its listeners open,
 // is not draining for a shutdown, holds a loaded configuration (it cannot
@@ -22,6 +24,7 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -65,6 +68,15 @@ type Options struct {
 	Log *slog.Logger
 	// Pprof adds Go's profiling handlers under /debug/pprof/.
 	Pprof bool
+	// Token guards /api/* and the page at / ([admin] token_file, see
+	// LoadToken). Nil turns them off; /metrics, /healthz and /readyz
+	// never need it. SetToken replaces it.
+	Token []byte
+	// Monitor holds the login history and certificate inventory the API
+	// shows. Nil means an empty one.
+	Monitor *Monitor
+	// Sessions lists and terminates live sessions. Nil means none.
+	Sessions Sessions
 }
 
 // Server is the admin HTTP server.
@@ -79,6 +91,10 @@ type Server struct {
 	lastErr   error
 	lastValid bool
 	now       func() time.Time
+
+	token   atomic.Pointer[[]byte]
+	config  configHolder
+	emptyMo *Monitor
 }
 
 // New makes a Server; Start opens its listener.
@@ -96,6 +112,10 @@ func New(o Options) *Server {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
 	s := &Server{opts: o, now: time.Now}
+	s.SetToken(o.Token)
+	if o.Monitor == nil {
+		s.emptyMo = NewMonitor(MonitorOptions{HistorySize: 1, InventorySize: 1})
+	}
 	s.http = &http.Server{
 		Handler: s.Handler(),
 		// Probes and scrapes are small: bound every phase so a stuck
@@ -127,6 +147,7 @@ func (s *Server) Handler() http.Handler {
 		fmt.Fprintln(w, "ok")
 	})
 	mux.HandleFunc("GET /readyz", s.readyz)
+	s.registerAPI(mux)
 	if s.opts.Pprof {
 		// Registered on this mux only: importing net/http/pprof also
 		// registers on http.DefaultServeMux, which nothing here serves.
@@ -139,6 +160,17 @@ func (s *Server) Handler() http.Handler {
 		mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
 	}
 	return mux
+}
+
+// SetConfig records the configuration in force for the page: call it at
+// start and after each successful reload.
+func (s *Server) SetConfig(info ConfigInfo) { s.config.set(info) }
+
+func (s *Server) monitor() *Monitor {
+	if s.opts.Monitor != nil {
+		return s.opts.Monitor
+	}
+	return s.emptyMo
 }
 
 func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
