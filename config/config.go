@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
@@ -47,13 +48,30 @@ type Config struct {
 	// Path is the file the configuration was read from. Relative paths
 	// in the file resolve against its directory.
 	Path string `toml:"-"`
+	// source is the file's text, kept so that an error about a key can
+	// name the key's line (keyError). Empty for a Config built in code.
+	source string
 
 	// ListenAddresses is a comma-separated list of host names or IP
 	// addresses, "*" for all, as in postgresql.conf. Default "127.0.0.1"
-	// (PostgreSQL's "localhost" without the resolver dependency).
+	// (PostgreSQL's "localhost" without the resolver dependency). Empty
+	// means no TCP listener, which needs unix_socket_directories.
 	ListenAddresses string `toml:"listen_addresses"`
-	// Port is the TCP port. Default 6432.
+	// Port is the TCP port, and names the Unix-domain socket files
+	// (.s.PGSQL.<port>). Default 6432.
 	Port int `toml:"port"`
+
+	// UnixSocketDirectories is a comma-separated list of directories to
+	// listen in on a Unix-domain socket, as in postgresql.conf (unix.go).
+	// Empty (default) means none: pg_hba.conf's local lines then match
+	// nothing.
+	UnixSocketDirectories string `toml:"unix_socket_directories"`
+	// UnixSocketGroup is the group name or number given to the socket
+	// files. Empty (default) leaves the proxy's own group.
+	UnixSocketGroup string `toml:"unix_socket_group"`
+	// UnixSocketPermissions is the socket files' mode, an integer (0o770)
+	// or an octal string ("0770"). Default 0777, as in PostgreSQL.
+	UnixSocketPermissions SocketPermissions `toml:"unix_socket_permissions"`
 
 	// HBAFile is the pg_hba.conf to apply. Required.
 	HBAFile string `toml:"hba_file"`
@@ -75,13 +93,68 @@ type Config struct {
 	// the chain needs a CRL from its issuer (OpenSSL's CRL_CHECK_ALL).
 	SSLCRLFile string `toml:"ssl_crl_file"`
 	SSLCRLDir  string `toml:"ssl_crl_dir"`
+	// SSLCA is ssl_ca_file's content written inline, PEM text or PEM as
+	// base64 on one line (a Kubernetes Secret's data), instead of
+	// ssl_ca_file; setting both is an error. Empty means none.
+	SSLCA string `toml:"ssl_ca"`
+	// SSLClientKeyUsage is "openssl" (default; empty means openssl):
+	// OpenSSL's purpose check, as PostgreSQL makes it, or "require": the
+	// client's certificate must also carry an extendedKeyUsage with
+	// clientAuth, and a keyUsage, if any, with digitalSignature. Refused
+	// certificates fail the TLS handshake.
+	SSLClientKeyUsage string `toml:"ssl_client_key_usage"`
+	// SSLVerifyDepth is how many intermediate certificates a client chain
+	// may hold, as OpenSSL's verify depth counts them: root, intermediate,
+	// leaf passes at 1. Default 100, OpenSSL's, which PostgreSQL keeps.
+	SSLVerifyDepth int `toml:"ssl_verify_depth"`
+	// ClientCA holds the named CA sets that pg_hba.conf lines require
+	// with clientca=@NAME ([client_ca.NAME] tables; clientca.go).
+	ClientCA map[string]ClientCASet `toml:"client_ca"`
 	// SSLMinProtocolVersion is "TLSv1.2" (default) or "TLSv1.3". Older
 	// versions are refused outright.
 	SSLMinProtocolVersion string `toml:"ssl_min_protocol_version"`
 
+	// SSLOCSP asks the client certificate's OCSP responder during the
+	// handshake: "off" (default; empty means off), "prefer" (revoked
+	// refuses, good accepts, no usable answer leaves it to the CRLs or
+	// accepts as unchecked) or "require" (only a fresh, verified good
+	// accepts). Needs ssl_ca_file.
+	SSLOCSP string `toml:"ssl_ocsp"`
+	// SSLOCSPResponder is an http URL asked instead of the responder the
+	// certificate's Authority Information Access names. Empty (default)
+	// means the certificate's own.
+	SSLOCSPResponder string `toml:"ssl_ocsp_responder"`
+	// SSLOCSPTimeout bounds each OCSP request and CRL download, inside
+	// authentication_timeout. Zero means 3s.
+	SSLOCSPTimeout Duration `toml:"ssl_ocsp_timeout"`
+	// SSLOCSPCacheMaxAge caps how long an OCSP answer is reused, whatever
+	// its nextUpdate. Zero means 1h.
+	SSLOCSPCacheMaxAge Duration `toml:"ssl_ocsp_cache_max_age"`
+	// SSLCRLFetch fetches the CRLs named by the client chain's CRL
+	// distribution points (http only), in addition to ssl_crl_file and
+	// ssl_crl_dir. False (default) fetches nothing.
+	SSLCRLFetch bool `toml:"ssl_crl_fetch"`
+	// SSLCRLFetchMaxSize caps one CRL download, in bytes. Zero means
+	// 10 MiB.
+	SSLCRLFetchMaxSize int64 `toml:"ssl_crl_fetch_max_size"`
+	// SSLCRLGrace is how long past its nextUpdate a fetched CRL is still
+	// used when no newer one can be fetched. Zero (default) means none.
+	SSLCRLGrace Duration `toml:"ssl_crl_grace"`
+
 	// AuthenticationTimeout bounds the startup packet, the TLS handshake
 	// and authentication together. Default 60s, as in PostgreSQL.
 	AuthenticationTimeout Duration `toml:"authentication_timeout"`
+	// ProxyProtocol is "on" to read a PROXY protocol (v1 or v2) header
+	// from the sources in ProxyProtocolTrusted, and take the client
+	// address from it. "" or "off" (default): no header is read.
+	ProxyProtocol string `toml:"proxy_protocol"`
+	// ProxyProtocolTrusted lists the networks (CIDR, or one address) of
+	// the balancers whose PROXY headers are believed. A connection from
+	// one of them must start with a header; one from anywhere else that
+	// sends a header is closed. Required with proxy_protocol = "on".
+	ProxyProtocolTrusted []string `toml:"proxy_protocol_trusted"`
+	// proxyTrusted is ProxyProtocolTrusted parsed by validate.
+	proxyTrusted []netip.Prefix
 	// MaxConnections caps authenticated-or-authenticating sessions past
 	// the startup packet. Default 1000.
 	MaxConnections int `toml:"max_connections"`
@@ -117,6 +190,11 @@ type Config struct {
 
 	Backend Backend `toml:"backend"`
 	Admin   Admin   `toml:"admin"`
+	// Cluster places this replica among others behind one balancer
+	// (config/cluster.go). Zero: a single replica.
+	Cluster Cluster `toml:"cluster"`
+	// replicaID is cluster.replica_id with "auto" resolved.
+	replicaID int
 }
 
 // Admin is the operator HTTP endpoint: /metrics (Prometheus), /healthz
@@ -134,6 +212,10 @@ type Admin struct {
 	// turn it on only where the admin address is private. Changing it
 	// needs a restart.
 	Pprof bool `toml:"pprof"`
+	// TokenFile holds the token that /api/* and the page at / require
+	// (Bearer, or Basic auth with the token as password). Empty (default)
+	// turns them off; /metrics, /healthz and /readyz never need it.
+	TokenFile string `toml:"token_file"`
 }
 
 // Backend describes how pgcertgate reaches the PostgreSQL it fronts.
@@ -176,6 +258,14 @@ type Backend struct {
 	// pg_hba.conf or pg_ident.conf uses +role, samerole or samegroup.
 	// Empty means such lines cannot be evaluated and are an error at load.
 	CatalogUser string `toml:"catalog_user"`
+	// IdentityLedger records every session in the backend database's
+	// identity ledger (pgcertgate install-sql) before the client is
+	// greeted, and refuses the session when that fails. Default false.
+	// Changing it needs a restart.
+	IdentityLedger bool `toml:"identity_ledger"`
+	// LedgerUser is the role that writes the ledger; required with
+	// identity_ledger. It may equal catalog_user.
+	LedgerUser string `toml:"ledger_user"`
 }
 
 // Defaults returns a Config with every default filled in.
@@ -183,7 +273,9 @@ func Defaults() Config {
 	return Config{
 		ListenAddresses:       "127.0.0.1",
 		Port:                  6432,
+		UnixSocketPermissions: 0o777,
 		SSLMinProtocolVersion: "TLSv1.2",
+		SSLVerifyDepth:        100,
 		AuthenticationTimeout: Duration{60 * time.Second},
 		MaxConnections:        1000,
 		LogFormat:             "text",
@@ -201,30 +293,39 @@ func Defaults() Config {
 
 // Parse decodes a configuration file's bytes. path is used for relative
 // file names and error messages. Every problem is reported, joined, each
-// naming the file (and line where TOML gives one).
+// as file:line: key: message (keyError), the line being the key's own.
 func Parse(path string, data []byte) (*Config, error) {
 	c := Defaults()
-	md, err := toml.Decode(string(data), &c)
+	c.Path, c.source = path, string(data)
+	md, err := toml.Decode(c.source, &c)
 	if err != nil {
 		var perr toml.ParseError
 		if errors.As(err, &perr) {
+			// A syntax error, or a value its type refused (a duration):
+			// the decoder knows the line.
 			if perr.LastKey != "" {
-				return nil, fmt.Errorf("%s:%d: invalid value for parameter %q: %s", path, perr.Position.Line, perr.LastKey, perr.Message)
+				return nil, fmt.Errorf("%s:%d: %s: %s", path, perr.Position.Line, perr.LastKey, perr.Message)
 			}
 			return nil, fmt.Errorf("%s:%d: %s", path, perr.Position.Line, perr.Message)
 		}
+		if errs := c.typeErrors(); len(errs) > 0 {
+			sortByLine(errs)
+			return nil, errors.Join(errs...)
+		}
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	c.Path = path
 	var errs []error
 	for _, k := range md.Undecoded() {
-		errs = append(errs, fmt.Errorf("%s: unrecognized configuration parameter %q", path, k.String()))
+		errs = append(errs, c.errorAt(k, "unrecognized configuration parameter"))
 	}
-	if c.MaxStartupConnections == 0 {
+	// Derived only from a valid max_connections, so that one bad value
+	// is one error.
+	if c.MaxStartupConnections == 0 && c.MaxConnections >= 1 {
 		c.MaxStartupConnections = 2 * c.MaxConnections
 	}
 	errs = append(errs, c.validate()...)
 	if len(errs) > 0 {
+		sortByLine(errs)
 		return nil, errors.Join(errs...)
 	}
 	c.resolvePaths()
@@ -243,13 +344,13 @@ func ReadFile(path string) (*Config, error) {
 func (c *Config) validate() []error {
 	var errs []error
 	bad := func(key, format string, args ...any) {
-		errs = append(errs, fmt.Errorf("%s: invalid value for parameter %q: %s", c.Path, key, fmt.Sprintf(format, args...)))
+		errs = append(errs, c.keyError(key, format, args...))
 	}
 	if c.Port < 1 || c.Port > 65535 {
 		bad("port", "%d is outside the valid range 1..65535", c.Port)
 	}
-	if strings.TrimSpace(c.ListenAddresses) == "" {
-		bad("listen_addresses", "empty: pgcertgate would listen nowhere")
+	if strings.TrimSpace(c.ListenAddresses) == "" && strings.TrimSpace(c.UnixSocketDirectories) == "" {
+		bad("listen_addresses", "empty, and so is unix_socket_directories: pgcertgate would listen nowhere")
 	}
 	if c.HBAFile == "" {
 		bad("hba_file", "required")
@@ -260,8 +361,12 @@ func (c *Config) validate() []error {
 	if c.SSLKeyFile == "" {
 		bad("ssl_key_file", "required")
 	}
-	if c.SSLCAFile == "" && (c.SSLCRLFile != "" || c.SSLCRLDir != "") {
-		bad("ssl_crl_file", "CRLs are set but ssl_ca_file is empty")
+	if c.SSLCAFile == "" && c.SSLCA == "" && (c.SSLCRLFile != "" || c.SSLCRLDir != "") {
+		key := "ssl_crl_file"
+		if c.SSLCRLFile == "" {
+			key = "ssl_crl_dir"
+		}
+		bad(key, "CRLs are set but ssl_ca_file is empty")
 	}
 	if !slices.Contains([]string{"TLSv1.2", "TLSv1.3"}, c.SSLMinProtocolVersion) {
 		bad("ssl_min_protocol_version", "%q (TLSv1.2 or TLSv1.3)", c.SSLMinProtocolVersion)
@@ -273,12 +378,16 @@ func (c *Config) validate() []error {
 	if c.MaxConnections < 1 {
 		bad("max_connections", "%d (must be at least 1)", c.MaxConnections)
 	}
-	if c.MaxStartupConnections < 1 {
+	if c.MaxStartupConnections < 0 {
+		// Zero is "2 × max_connections"; Parse derives it.
 		bad("max_startup_connections", "%d (must be at least 1)", c.MaxStartupConnections)
 	}
-	for key, v := range map[string]int{"tcp_keepalives_idle": c.TCPKeepalivesIdle, "tcp_keepalives_interval": c.TCPKeepalivesInterval, "tcp_keepalives_count": c.TCPKeepalivesCount} {
-		if v < 0 {
-			bad(key, "%d (must be 0 or more)", v)
+	for _, k := range []struct {
+		key string
+		v   int
+	}{{"tcp_keepalives_idle", c.TCPKeepalivesIdle}, {"tcp_keepalives_interval", c.TCPKeepalivesInterval}, {"tcp_keepalives_count", c.TCPKeepalivesCount}} {
+		if k.v < 0 {
+			bad(k.key, "%d (must be 0 or more)", k.v)
 		}
 	}
 	if !slices.Contains([]string{"text", "json"}, c.LogFormat) {
@@ -308,18 +417,27 @@ func (c *Config) validate() []error {
 		// ROLE and advisory locks would pass from one client to the next.
 		bad("backend.server_reset_query", "must not be empty with reuse = true")
 	}
+	errs = append(errs, c.validateRevocation()...)
+	errs = append(errs, c.validateClientCA()...)
+	errs = append(errs, c.validateUnix()...)
+	errs = append(errs, c.validateProxyProtocol()...)
+	errs = append(errs, c.validateCluster()...)
+	errs = append(errs, c.validateLedger()...)
 	return errs
 }
 
 // resolvePaths makes every file name absolute against the configuration
-// file's directory, as the issue and PostgreSQL's include rules expect.
+// file's directory, as PostgreSQL resolves an include against the
+// including file's: the configuration then moves as one directory, and
+// does not depend on the directory pgcertgate was started in.
 func (c *Config) resolvePaths() {
 	dir := filepath.Dir(c.Path)
-	for _, p := range []*string{&c.HBAFile, &c.IdentFile, &c.SSLCertFile, &c.SSLKeyFile, &c.SSLCAFile, &c.SSLCRLFile, &c.SSLCRLDir} {
+	for _, p := range []*string{&c.HBAFile, &c.IdentFile, &c.SSLCertFile, &c.SSLKeyFile, &c.SSLCAFile, &c.SSLCRLFile, &c.SSLCRLDir, &c.Admin.TokenFile} {
 		if *p != "" && !filepath.IsAbs(*p) {
 			*p = filepath.Join(dir, *p)
 		}
 	}
+	c.resolveClientCAPaths(dir)
 }
 
 // ListenAddrs splits listen_addresses into host:port strings. "*" means

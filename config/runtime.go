@@ -13,6 +13,7 @@ import (
 	"github.com/pgcertgate/pgcertgate/certauth"
 	"github.com/pgcertgate/pgcertgate/hba"
 	"github.com/pgcertgate/pgcertgate/identmap"
+	"github.com/pgcertgate/pgcertgate/internal/authfile"
 )
 
 // Runtime is everything a configuration file points at, loaded and
@@ -25,9 +26,14 @@ type Runtime struct {
 	Ident *identmap.Map
 	// ServerCert is the certificate chain and key presented to clients.
 	ServerCert tls.Certificate
-	// Verifier checks client chains; nil when ssl_ca_file is empty, in
-	// which case no client certificate is requested.
+	// Verifier checks client chains against ssl_ca_file (or ssl_ca);
+	// nil when neither is set.
 	Verifier *certauth.Verifier
+	// ClientCAs is what the TLS handshake verifies client chains against:
+	// Verifier's set and the CA sets pg_hba.conf lines require with
+	// clientca= (clientca.go). Nil when there is none, in which case no
+	// client certificate is requested.
+	ClientCAs *certauth.Trust
 	// Backend is the template for backend connections. User, Database and
 	// RuntimeParams are filled per client on a copy.
 	Backend *pgconn.Config
@@ -35,6 +41,13 @@ type Runtime struct {
 	// naming file:line (e.g. an hba line whose method pgcertgate does not
 	// perform).
 	Warnings []error
+	// Files lists, cleaned and sorted, every file and directory the load
+	// read or looked for: the configuration file; pg_hba.conf and
+	// pg_ident.conf with everything their @file, include,
+	// include_if_exists and include_dir lines reach (missing optional ones
+	// included); the certificate, key, CA and CRL files. ssl_crl_dir is
+	// not listed: it is read at every verification.
+	Files []string
 }
 
 // Load reads the configuration file and every file it names. All errors are
@@ -50,18 +63,21 @@ func Load(path string) (*Runtime, error) {
 
 // Build loads the files a parsed Config names.
 func Build(cfg *Config) (*Runtime, error) {
+	return build(cfg, fileSet{})
+}
+
+// build is Build noting in read the files the tokenizer reaches.
+func build(cfg *Config, read fileSet) (*Runtime, error) {
 	rt := &Runtime{Config: cfg}
 	var errs []error
 
 	// Token lengths: follow PostgreSQL 18, which has no limit.
-	readOpts := hba.ReadOptions{}
+	readOpts := authfile.ReadOptions{FS: read.fs()}
 	if conf, err := hba.Load(cfg.HBAFile, readOpts); err != nil {
-		errs = append(errs, err)
+		errs = append(errs, cfg.fileErrors("hba_file", cfg.HBAFile, err)...)
 	} else {
 		rt.HBA = conf
-		for _, w := range conf.Warnings {
-			rt.Warnings = append(rt.Warnings, w)
-		}
+		rt.Warnings = append(rt.Warnings, hbaWarnings(conf, len(cfg.SocketDirs()) > 0)...)
 	}
 
 	rt.Ident = &identmap.Map{}
@@ -69,7 +85,7 @@ func Build(cfg *Config) (*Runtime, error) {
 		if m, err := identmap.Load(cfg.IdentFile, readOpts); err != nil {
 			// Unlike PostgreSQL, which starts with no maps, an invalid
 			// ident file is fatal: failing closed is the point of a gate.
-			errs = append(errs, err)
+			errs = append(errs, cfg.fileErrors("ident_file", cfg.IdentFile, err)...)
 		} else {
 			rt.Ident = m
 			for _, w := range m.Warnings {
@@ -83,24 +99,22 @@ func Build(cfg *Config) (*Runtime, error) {
 	}
 
 	if err := checkKeyFilePermissions(cfg.SSLKeyFile); err != nil {
-		errs = append(errs, err)
+		errs = append(errs, cfg.keyError("ssl_key_file", "%w", err))
 	} else if cert, err := tls.LoadX509KeyPair(cfg.SSLCertFile, cfg.SSLKeyFile); err != nil {
-		errs = append(errs, fmt.Errorf("%s: could not load server certificate and key: %w", cfg.SSLCertFile, err))
+		errs = append(errs, cfg.keyError("ssl_cert_file", "could not load server certificate file \"%s\" with key file \"%s\": %w", cfg.SSLCertFile, cfg.SSLKeyFile, err))
 	} else {
 		rt.ServerCert = cert
 	}
 
-	if cfg.SSLCAFile != "" {
-		v, err := certauth.NewVerifier(certauth.Config{CAFile: cfg.SSLCAFile, CRLFile: cfg.SSLCRLFile, CRLDir: cfg.SSLCRLDir})
-		if err != nil {
-			errs = append(errs, err)
-		} else {
-			rt.Verifier = v
-		}
+	if v, err := cfg.loadDefaultCA(); err != nil {
+		errs = append(errs, err)
+	} else {
+		rt.Verifier = v
 	}
+	errs = append(errs, buildTrust(cfg, rt, read)...)
 
 	if b, err := ParseBackendDSN(cfg.Backend.DSN); err != nil {
-		errs = append(errs, fmt.Errorf("%s: backend.dsn: %w", cfg.Path, err))
+		errs = append(errs, cfg.keyError("backend.dsn", "%w", err))
 	} else {
 		b.ConnectTimeout = cfg.Backend.ConnectTimeout.Duration
 		rt.Backend = b
@@ -109,6 +123,7 @@ func Build(cfg *Config) (*Runtime, error) {
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
+	rt.Files = read.list(cfg)
 	return rt, nil
 }
 

@@ -3,11 +3,8 @@ package pgwire
 import (
 	"bufio"
 	"context"
-	"crypto/sha256"
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/binary"
-	"encoding/hex"
 	"errors"
 	"log/slog"
 	"net"
@@ -16,6 +13,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgproto3"
 
+	"github.com/pgcertgate/pgcertgate/authz"
 	"github.com/pgcertgate/pgcertgate/certauth"
 )
 
@@ -28,10 +26,12 @@ type clientConn struct {
 	r     startupReader
 	// ssl: the client negotiated TLS.
 	ssl bool
-	// chain is the verified client chain, leaf first; nil without a
-	// client certificate.
-	chain []*x509.Certificate
+	// peer is the client certificate once it has verified; nil without
+	// one.
+	peer  *certauth.Peer
 	addr  netip.Addr
+	port  uint16     // the client's TCP port, with addr
+	local *localPeer // a Unix-domain socket client's credentials; nil on TCP
 	start time.Time
 	// attrs accumulate the one audit event this connection logs.
 	attrs []slog.Attr
@@ -46,6 +46,11 @@ type clientConn struct {
 	// packet's in the session-end event.
 	id             uint64
 	user, database string
+	// forwardedCancel: a peer replica's PROXY header marked this
+	// connection as a forwarded cancel, never to be forwarded again.
+	forwardedCancel bool
+	// authIdentity is the certificate name authentication accepted.
+	authIdentity string
 }
 
 func (c *clientConn) note(attrs ...slog.Attr) { c.attrs = append(c.attrs, attrs...) }
@@ -63,6 +68,13 @@ func (c *clientConn) serve(ctx context.Context) {
 	// Everything before the relay (pg_hba.conf membership lookups, host
 	// name resolution, backend connect) is bounded by the same deadline.
 	authCtx, cancel := context.WithDeadline(ctx, c.start.Add(cfg.AuthenticationTimeout.Duration))
+	// A balancer's PROXY header comes first, and says who the client is
+	// before anything is decided about it (proxyproto.go).
+	if err := c.acceptProxyHeader(); err != nil {
+		cancel()
+		c.refuse(err)
+		return
+	}
 	sess, err := c.establish(authCtx)
 	cancel()
 	if err != nil {
@@ -71,18 +83,20 @@ func (c *clientConn) serve(ctx context.Context) {
 	}
 	elapsed := time.Since(c.start)
 	c.srv.metrics.authOK(elapsed)
-	c.srv.log.LogAttrs(ctx, slog.LevelInfo, "connection authorized", append(c.attrs,
+	attrs := append(c.attrs,
 		slog.String("event", "auth"),
 		slog.String("verdict", verdictAccept),
 		slog.String("reason", "authorized"),
-		slog.Duration("duration", elapsed))...)
+		slog.Duration("duration", elapsed))
+	c.srv.log.LogAttrs(ctx, slog.LevelInfo, "connection authorized", attrs...)
+	c.observeLogin(attrs, elapsed)
 	defer c.srv.releaseSession()
 	c.onAuthenticated()
 	// What only authentication needed goes now, not at the end of a
 	// session that may last for days: the audit attributes (logged
-	// above) and the verified chain. (crypto/tls keeps its own parsed
-	// copy of the chain for the connection's life.)
-	c.attrs, c.chain = nil, nil
+	// above) and the client certificate. (crypto/tls keeps its own
+	// parsed copy of the chain for the connection's life.)
+	c.attrs, c.peer = nil, nil
 	c.runSession(ctx, sess)
 }
 
@@ -113,6 +127,7 @@ func (c *clientConn) refuse(err error) {
 	attrs = append(attrs, slog.Duration("duration", elapsed))
 	c.srv.metrics.authFailed(reason, elapsed)
 	c.srv.log.LogAttrs(context.Background(), slog.LevelInfo, "connection refused", attrs...)
+	c.observeLogin(attrs, elapsed)
 }
 
 // mitmDetail is PostgreSQL's errdetail for plaintext that arrived before
@@ -166,6 +181,9 @@ func (c *clientConn) establish(ctx context.Context) (*session, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := c.recordLedger(ctx, sess, si, entry); err != nil {
+		return nil, err
+	}
 	ok = true
 	return sess, nil
 }
@@ -179,7 +197,7 @@ func (c *clientConn) negotiate() (*startupInfo, error) {
 	if err != nil {
 		return nil, errSilentClose
 	}
-	if first[0] == tlsHandshakeRecord {
+	if first[0] == tlsHandshakeRecord && c.local == nil {
 		// PostgreSQL 17 direct TLS: the ClientHello comes first, and the
 		// bytes already buffered are part of it.
 		if err := c.startTLS(true); err != nil {
@@ -196,9 +214,14 @@ func (c *clientConn) negotiate() (*startupInfo, error) {
 		switch {
 		case proto == cancelRequestCode:
 			if req, ok := parseCancel(body); ok {
-				c.srv.cancels.forward(req, c.srv.log)
+				c.srv.routeCancel(c, req)
 			}
 			return nil, errCancelRequest
+		case proto == sslRequestCode && !sslDone && c.local != nil:
+			if err := c.declineSSL(); err != nil {
+				return nil, err
+			}
+			sslDone = true
 		case proto == sslRequestCode && !sslDone:
 			if err := c.startTLS(false); err != nil {
 				return nil, err
@@ -244,8 +267,11 @@ func (c *clientConn) startTLS(direct bool) error {
 			return errSilentClose
 		}
 	}
-	tc := tls.Server(newTransport(c.raw, pre), c.state.tlsConfigFor(c))
-	if err := tc.Handshake(); err != nil {
+	// serverHandshake sends OpenSSL's alert for a client certificate
+	// that fails verification, where crypto/tls would send
+	// bad_certificate (tlsalert.go).
+	tc, err := serverHandshake(newTransport(c.raw, pre), c.state.tlsConfigFor(c))
+	if err != nil {
 		c.srv.metrics.tlsFailed(err)
 		c.note(slog.String("tls_error", err.Error()), slog.String("tls_cause", tlsFailureCause(err)))
 		return &Error{Severity: severityFatal, Reason: tlsAuditReason(err), LogDetail: err.Error()}
@@ -262,13 +288,8 @@ func (c *clientConn) startTLS(direct bool) error {
 		// ALPN protocol negotiation extension", logged and closed.
 		return &Error{Severity: severityFatal, Reason: "direct_tls_without_alpn", LogDetail: "direct TLS connection without ALPN"}
 	}
-	if c.chain != nil {
-		leaf := c.chain[0]
-		// be_tls_open_server drops the connection when the CN holds a NUL
-		// byte, whatever pg_hba.conf says (CVE-2009-4034).
-		if _, _, err := certauth.CommonName(leaf); err != nil {
-			return &Error{Severity: severityFatal, Reason: "cert_name_invalid", LogDetail: err.Error()}
-		}
+	if err := authz.CommonNameError(c.peer); err != nil {
+		return err
 	}
 	if plaintextBuffered {
 		e := fatal(codeProtocolViolation, "plaintext_after_ssl_request", "received unencrypted data after SSL request")
@@ -290,17 +311,15 @@ func (c *clientConn) send(msg pgproto3.BackendMessage) error {
 	return err
 }
 
-// noteCert records the client certificate for the audit event, whether or
+// notePeer records the client certificate for the audit event, whether or
 // not it verifies: the event of a refused certificate says whose it was.
 // Subject and issuer are OpenSSL's RFC 2253 text, as PostgreSQL logs and
-// matches them; the serial is decimal, as pg_stat_ssl.client_serial shows it.
-func (c *clientConn) noteCert(leaf *x509.Certificate) {
-	fp := sha256.Sum256(leaf.Raw)
-	subject, _ := certauth.DistinguishedName(leaf)
-	issuer, _ := certauth.FormatDN(leaf.RawIssuer)
-	c.note(slog.String("cert_subject", subject),
-		slog.String("cert_issuer", issuer),
-		slog.String("cert_serial", leaf.SerialNumber.String()),
-		slog.String("cert_sha256", hex.EncodeToString(fp[:])),
-		slog.Time("cert_not_after", leaf.NotAfter))
+// matches them; the serial is decimal, as pg_stat_ssl.client_serial shows
+// it.
+func (c *clientConn) notePeer(p *certauth.Peer) {
+	c.note(slog.String("cert_subject", certauth.LogText(p.Subject)),
+		slog.String("cert_issuer", certauth.LogText(p.Issuer)),
+		slog.String("cert_serial", p.Leaf().SerialNumber.String()),
+		slog.String("cert_sha256", p.Fingerprint()),
+		slog.Time("cert_not_after", p.Leaf().NotAfter))
 }

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/pgcertgate/pgcertgate/certauth"
 	"github.com/pgcertgate/pgcertgate/hba"
 )
 
@@ -122,13 +121,9 @@ func optionSettingNames(options string) []string {
 // backend startup packet: the client's address, the certificate's DN
 // (empty without a certificate) and the pg_hba.conf line that let it in.
 func identityParams(c *clientConn, entry *hba.Entry) [][2]string {
-	dn := ""
-	if c.chain != nil {
-		dn, _ = certauth.DistinguishedName(c.chain[0])
-	}
 	return [][2]string{
-		{identityPrefix + "client_addr", c.addr.String()},
-		{identityPrefix + "identity", dn},
+		{identityPrefix + "client_addr", c.clientHost()},
+		{identityPrefix + "identity", c.identity()},
 		{identityPrefix + "hba_line", fmt.Sprintf("%s:%d", entry.File, entry.Line)},
 	}
 }

@@ -8,7 +8,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"sync"
 	"time"
@@ -38,6 +37,7 @@ var latencyBuckets = []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1
 // in pgcertgate_relayed_bytes_total at its end. Certificate and CRL expiry
 // gauges are computed from the configuration in force at scrape time.
 type Metrics struct {
+	cancels        *prometheus.CounterVec // cancel.go
 	acceptedTotal  prometheus.Counter
 	active         prometheus.Gauge
 	closed         prometheus.Counter
@@ -56,6 +56,7 @@ type Metrics struct {
 	serverNotAfter *prometheus.Desc
 	caNotAfter     *prometheus.Desc
 	crlNextUpdate  *prometheus.Desc
+	rev            *revocationMetrics // OCSP and fetched CRLs
 
 	// current returns the configuration in force, for the expiry gauges.
 	current func() *state
@@ -107,7 +108,9 @@ func newMetrics(current func() *state) *Metrics {
 			[]string{"issuer"}, nil),
 		current: current,
 		crlDir:  make(map[string]crlFileExpiry),
+		rev:     newRevocationMetrics(),
 	}
+	m.cancels = newCancelCounter(ns)
 	m.bytes = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "relayed_bytes_total",
 		Help: "Bytes relayed by ended sessions: in = client to backend, out = backend to client."}, []string{"direction"})
 	m.bytesIn = m.bytes.WithLabelValues("in")
@@ -124,7 +127,7 @@ func newMetrics(current func() *state) *Metrics {
 // collectors are the metrics with fixed descriptors.
 func (m *Metrics) collectors() []prometheus.Collector {
 	return []prometheus.Collector{m.acceptedTotal, m.active, m.closed, m.sessions, m.auth, m.tlsFailures,
-		m.authLatency, m.backendLatency, m.bytes, m.reloads, m.reloadOK, m.reloadTime}
+		m.authLatency, m.backendLatency, m.bytes, m.reloads, m.reloadOK, m.reloadTime, m.rev, m.cancels}
 }
 
 // Describe implements prometheus.Collector.
@@ -199,9 +202,6 @@ func serverLeaf(c tls.Certificate) *x509.Certificate {
 	return leaf
 }
 
-// crlDirName matches OpenSSL's hashed CRL names (<hash>.r<n>).
-var crlDirName = regexp.MustCompile(`^[0-9a-f]{8}\.r[0-9]+$`)
-
 // crlDirExpiry reads ssl_crl_dir (':'-separated, as OpenSSL takes it). It
 // is read at scrape time because verification reads it on demand too, so
 // a CRL dropped into the directory counts without a reload.
@@ -219,7 +219,7 @@ func (m *Metrics) crlDirExpiry(dirs string) map[string]time.Time {
 			continue
 		}
 		for _, e := range entries {
-			if !crlDirName.MatchString(e.Name()) {
+			if _, _, ok := certauth.ParseHashedCRLName(e.Name()); !ok {
 				continue
 			}
 			path := filepath.Join(dir, e.Name())
@@ -311,7 +311,13 @@ func (m *Metrics) ReloadFailed() {
 // certificate that failed verification, or any other TLS failure (whose
 // finer cause is the metric label below).
 func tlsAuditReason(err error) string {
-	if _, ok := errors.AsType[*certauth.VerifyError](err); ok {
+	if ve, ok := errors.AsType[*certauth.VerifyError](err); ok {
+		if code := ve.Reason.RevocationCode(); code != "" {
+			return code
+		}
+		if code := ve.Reason.PolicyCode(); code != "" {
+			return code
+		}
 		return "cert_invalid"
 	}
 	return "tls_handshake_failed"
@@ -322,6 +328,12 @@ func tlsAuditReason(err error) string {
 // reason ("cert_certificate_has_expired", "cert_certificate_revoked", …).
 func tlsFailureCause(err error) string {
 	if ve, ok := errors.AsType[*certauth.VerifyError](err); ok {
+		if code := ve.Reason.RevocationCode(); code != "" {
+			return code
+		}
+		if code := ve.Reason.PolicyCode(); code != "" {
+			return code
+		}
 		return "cert_" + labelize(ve.Reason.String())
 	}
 	if _, ok := errors.AsType[tls.RecordHeaderError](err); ok {

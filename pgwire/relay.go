@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -34,15 +35,21 @@ type copier struct {
 	// scan, when set, follows message boundaries (for backend reuse) and
 	// may cut the stream; nil means a blind byte copy.
 	scan func(p []byte) (forward int, stop bool)
-	n    int64
-	err  error
-	// cut is set when scan stopped the stream (the client's Terminate).
+	// readFailed, when set, is asked about a failed read before it ends
+	// the copy: it may turn it into a cut, or ask for one more read
+	// (sessionControl's stop, on the backend side).
+	readFailed func(err error) (cut, retry bool)
+	// n counts the bytes written to dst; the admin API reads it live.
+	n   atomic.Int64
+	err error
+	// cut is set when scan stopped the stream: the client's Terminate,
+	// or a stop between two backend messages.
 	cut bool
 }
 
 // run copies until src ends, a write fails, or scan cuts the stream. It
 // allocates nothing per read, and an idle session holds no copy buffer
-// while it waits (issue 7: ≤ 64 KiB per idle client):
+// while it waits, so that an idle client costs at most 64 KiB:
 //   - a socket, raw (the backend, Unix or TCP) or under the client's TLS,
 //     is read from inside the runtime poller's callback
 //     (syscall.RawConn.Read), into a pooled buffer taken once the socket is
@@ -83,13 +90,30 @@ func (cp *copier) forward(p []byte) (stop bool) {
 	}
 	if fwd > 0 {
 		nw, werr := cp.dst.Write(p[:fwd])
-		cp.n += int64(nw)
+		cp.n.Add(int64(nw))
 		if werr != nil {
 			cp.err = werr
 			return true
 		}
 	}
 	return cp.cut
+}
+
+// failed handles a read error: it reports true when the copier must
+// stop, having recorded why, and false when it may read again.
+func (cp *copier) failed(rerr error) bool {
+	if cp.readFailed != nil {
+		cut, retry := cp.readFailed(rerr)
+		if cut {
+			cp.cut = true
+			return true
+		}
+		if retry {
+			return false
+		}
+	}
+	cp.end(rerr)
+	return true
 }
 
 // end records why the source ended; EOF is a clean end.
@@ -164,8 +188,10 @@ func (cp *copier) runPolled(rc syscall.RawConn, readOnce func(fd int, p []byte) 
 		// Errors here are the poller's: the deadline relay sets to stop
 		// this copier, or the socket closed under it.
 		if err := rc.Read(read); err != nil {
-			cp.end(err)
-			return
+			if cp.failed(err) {
+				return
+			}
+			continue
 		}
 		if n > 0 && cp.forward((*bp)[:n]) {
 			return
@@ -188,8 +214,7 @@ func (cp *copier) runPooled() {
 		if nr > 0 && cp.forward(buf[:nr]) {
 			return
 		}
-		if rerr != nil {
-			cp.end(rerr)
+		if rerr != nil && cp.failed(rerr) {
 			return
 		}
 	}
@@ -200,16 +225,40 @@ func (cp *copier) runPooled() {
 // (Terminate, backend idle) leaves the backend open and keep is true: the
 // caller may reset and reuse it. Otherwise both connections are closed.
 func relay(client net.Conn, pending []byte, backend net.Conn, t *sessionTracker) (fromClient, toClient int64, keep bool) {
+	return relayWith(client, pending, backend, t, nil)
+}
+
+// relayWith is relay under a sessionControl (nil for none), which can
+// stop the session between two backend messages and send the client an
+// ErrorResponse there. With a control the backend side always follows
+// message boundaries, with the tracker's scanner or its own.
+func relayWith(client net.Conn, pending []byte, backend net.Conn, t *sessionTracker, ctl *sessionControl) (fromClient, toClient int64, keep bool) {
 	up := &copier{name: "client->backend", dst: backend, src: client, pending: pending}
 	down := &copier{name: "backend->client", dst: client, src: backend}
 	if t != nil {
 		up.scan, down.scan = t.fromClient, t.fromBackend
+	}
+	if ctl != nil {
+		bs := newBackendScanner(t, ctl)
+		down.scan, down.readFailed = bs.scan, bs.readFailed
+		ctl.setCopiers(up, down)
 	}
 	done := make(chan *copier, 2)
 	for _, cp := range []*copier{up, down} {
 		go func() { cp.run(); done <- cp }()
 	}
 	first := <-done
+	if first == down && down.cut {
+		// Stopped between two backend messages: the client's stream
+		// is at a boundary, and gets the stop's error there, as
+		// PostgreSQL's own FATAL would arrive.
+		ctl.finish()
+		ctl.sendError(client)
+		client.Close()
+		backend.Close()
+		<-done
+		return up.n.Load(), down.n.Load(), false
+	}
 	client.Close()
 	if first == up && up.cut {
 		// The client said Terminate. Stop reading the backend without
@@ -218,22 +267,26 @@ func relay(client net.Conn, pending []byte, backend net.Conn, t *sessionTracker)
 		// between messages.
 		_ = backend.SetReadDeadline(time.Now())
 		<-done
+		// No stop may touch the backend from here on: it may pass to
+		// another session.
+		ctl.finish()
 		_ = backend.SetReadDeadline(time.Time{})
 		if t.reusable() {
-			return up.n, down.n, true
+			return up.n.Load(), down.n.Load(), true
 		}
 		if t.client.atBoundary() && t.backend.atBoundary() {
 			terminate(backend)
 		} else {
 			backend.Close()
 		}
-		return up.n, down.n, false
+		return up.n.Load(), down.n.Load(), false
 	}
 	// The first side to end ends the session: a client that drops, or a
 	// backend's FATAL. Closing both unblocks the other copier.
 	backend.Close()
 	<-done
-	return up.n, down.n, false
+	ctl.finish()
+	return up.n.Load(), down.n.Load(), false
 }
 
 // runSession relays an authenticated session and logs its end.
@@ -243,6 +296,7 @@ func (c *clientConn) runSession(ctx context.Context, s *session) {
 		// The client left before its greeting: the backend never saw
 		// a query and sits between messages.
 		terminate(s.backend)
+		s.meta.ledger.Release()
 		return
 	}
 	s.greeting = nil
@@ -266,7 +320,15 @@ func (c *clientConn) runSession(ctx context.Context, s *session) {
 		pending, _ = c.r.Peek(n)
 	}
 	c.r = startupReader{}
-	in, out, keep := relay(c.conn, pending, s.backend, tracker)
+	ctl := newSessionControl(s.backend)
+	live := c.startLive(s, ctl)
+	defer c.endLive(s, live)
+	in, out, keep := relayWith(c.conn, pending, s.backend, tracker, ctl)
+	if ctl.finish() != nil {
+		// A stopped session's backend may be mid-query: cancel it, as
+		// pg_terminate_backend would end it.
+		c.srv.cancels.forward(cancelRequest{pid: s.cancel.pid, key: s.cancel.clientKey}, c.srv.log)
+	}
 	// Before the backend can pass to another client, no cancel of this
 	// client's may still be on its way to it.
 	c.srv.cancels.remove(s.cancel)
@@ -279,7 +341,7 @@ func (c *clientConn) runSession(ctx context.Context, s *session) {
 	c.srv.log.LogAttrs(ctx, slog.LevelInfo, "session ended",
 		slog.String("event", "session_end"),
 		slog.Uint64("conn_id", c.id),
-		slog.String("client", c.addr.String()),
+		slog.String("client", c.clientHost()),
 		slog.String("user", c.user),
 		slog.String("database", c.database),
 		slog.Uint64("backend_pid", uint64(s.cancel.pid)),

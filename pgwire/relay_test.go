@@ -141,8 +141,8 @@ func TestRelayTLS(t *testing.T) {
 			if up.err != nil {
 				t.Errorf("copier error %v, want a clean end", up.err)
 			}
-			if up.n != int64(len(sent)) {
-				t.Errorf("copier counted %d bytes, sent %d", up.n, len(sent))
+			if up.n.Load() != int64(len(sent)) {
+				t.Errorf("copier counted %d bytes, sent %d", up.n.Load(), len(sent))
 			}
 		})
 	}

@@ -6,7 +6,6 @@ package pgwire
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -21,8 +20,11 @@ import (
 
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/pgcertgate/pgcertgate/authz"
+	"github.com/pgcertgate/pgcertgate/certauth"
 	"github.com/pgcertgate/pgcertgate/config"
 	"github.com/pgcertgate/pgcertgate/hba"
+	"github.com/pgcertgate/pgcertgate/revocation"
 )
 
 // state is one loaded configuration with what the server derives from it.
@@ -32,7 +34,8 @@ type state struct {
 	rt      *config.Runtime
 	baseTLS *tls.Config
 	roles   *catalogRoles
-	hbaEnv  hba.Env
+	// snap is what authz decides this configuration's connections with.
+	snap *authz.Snapshot
 }
 
 func newState(rt *config.Runtime) *state {
@@ -53,33 +56,32 @@ func newState(rt *config.Runtime) *state {
 		SessionTicketsDisabled: true,
 		ClientAuth:             tls.NoClientCert,
 	}
-	if rt.Verifier != nil {
+	if rt.ClientCAs != nil {
 		// Like PostgreSQL with ssl_ca_file: always ask, accept none, and
 		// verify whatever is presented (in VerifyConnection, with
 		// OpenSSL's semantics rather than crypto/tls's).
 		st.baseTLS.ClientAuth = tls.RequestClientCert
-		names := x509.NewCertPool()
-		for _, c := range append(rt.Verifier.Roots(), rt.Verifier.Intermediates()...) {
-			names.AddCert(c)
-		}
-		// Only used for the CertificateRequest's list of CA names.
-		st.baseTLS.ClientCAs = names
+		// Only used for the CertificateRequest's list of CA names: those
+		// of ssl_ca_file and of every set a pg_hba.conf line requires.
+		st.baseTLS.ClientCAs = rt.ClientCAs.Names()
 	}
 	if rt.Config.Backend.CatalogUser != "" {
 		st.roles = newCatalogRoles(rt.Backend, rt.Config.Backend.CatalogUser)
 	}
-	st.hbaEnv = hba.Env{LocalAddrs: localPrefixes}
+	env := hba.Env{LocalAddrs: localPrefixes, Resolver: net.DefaultResolver}
 	if st.roles != nil {
-		st.hbaEnv.Roles = st.roles
+		env.Roles = st.roles
 	}
-	st.hbaEnv.Resolver = net.DefaultResolver
+	st.snap = &authz.Snapshot{HBA: rt.HBA, Ident: rt.Ident, CAConfigured: rt.Verifier != nil, Trust: rt.ClientCAs, Env: env, Users: osUsers{}}
 	return st
 }
 
 // tlsConfigFor returns the TLS configuration for one connection: the
-// shared one plus a verifier that records the verified chain on c.
+// shared one plus a verifier that builds the connection's certauth.Peer.
+// The Peer describes the presented leaf for the audit event at once, and
+// is kept on c only once its chain has verified.
 func (st *state) tlsConfigFor(c *clientConn) *tls.Config {
-	if st.rt.Verifier == nil {
+	if st.rt.ClientCAs == nil {
 		return st.baseTLS
 	}
 	cfg := st.baseTLS.Clone()
@@ -90,14 +92,21 @@ func (st *state) tlsConfigFor(c *clientConn) *tls.Config {
 		if err := checkCertListSize(cs); err != nil {
 			return err
 		}
-		c.noteCert(cs.PeerCertificates[0])
 		// The chain crypto/tls parsed: parsing it again would cost
 		// every connection a second copy for its whole life.
-		chain, err := st.rt.Verifier.VerifyCertificates(cs.PeerCertificates, time.Now())
+		peer := certauth.NewPeer(cs.PeerCertificates)
+		c.notePeer(peer)
+		// The union of the CA sets: the startup packet that says which
+		// pg_hba.conf line, and so which set, applies is still to come.
+		chain, set, err := st.rt.ClientCAs.Verify(cs.PeerCertificates, time.Now())
 		if err != nil {
 			return err
 		}
-		c.chain = chain
+		if err := c.checkRevocation(chain); err != nil {
+			return err
+		}
+		peer.VerifiedIn(chain, set.Name)
+		c.peer = peer
 		return nil
 	}
 	return cfg
@@ -108,9 +117,12 @@ type Server struct {
 	log     *slog.Logger
 	state   atomic.Pointer[state]
 	cancels cancelRegistry
+	peers   cancelPeers // the other replicas, for cancels (cancel.go)
 	metrics *Metrics
 	connIDs atomic.Uint64
 	pool    *backendPool
+	revoker *revocation.Checker // OCSP answers and fetched CRLs, kept across reloads
+	ext     serverExt           // identity ledger, login recorder, live sessions (ledger.go)
 
 	// Limits are fixed at start: a reload that changes them is logged as
 	// needing a restart.
@@ -126,8 +138,21 @@ type Server struct {
 	idle      chan struct{} // closed when closing and no session remains
 }
 
-// New makes a Server serving rt.
-func New(rt *config.Runtime, log *slog.Logger) *Server {
+// Options configures a Server.
+type Options struct {
+	// Runtime is the configuration served first; Reload replaces it.
+	Runtime *config.Runtime
+	// Logger receives the audit events and the server's own messages.
+	// Nil discards them.
+	Logger *slog.Logger
+}
+
+// New makes a Server serving o.Runtime.
+func New(o Options) *Server {
+	rt, log := o.Runtime, o.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
 	s := &Server{
 		log:          log,
 		startupSlots: make(chan struct{}, rt.Config.MaxStartupConnections),
@@ -138,6 +163,8 @@ func New(rt *config.Runtime, log *slog.Logger) *Server {
 	}
 	s.state.Store(newState(rt))
 	s.metrics = newMetrics(s.state.Load)
+	s.revoker = newRevoker(s.metrics)
+	s.ext.ledger = newLedger(rt, log)
 	return s
 }
 
@@ -151,26 +178,10 @@ func (s *Server) IdleBackends() int { return s.pool.idleCount() }
 func (s *Server) Metrics() *Metrics { return s.metrics }
 
 // Reload swaps in a new configuration. Sessions already running keep the
-// configuration they authenticated under; new connections use rt.
+// configuration they authenticated under; new connections use rt. Settings
+// fixed at start (listeners, limits, log format) keep their old values;
+// the caller says so to the operator.
 func (s *Server) Reload(rt *config.Runtime) {
-	old := s.state.Load().rt.Config
-	for _, w := range []struct {
-		name     string
-		old, new any
-	}{
-		{"listen_addresses", old.ListenAddresses, rt.Config.ListenAddresses},
-		{"port", old.Port, rt.Config.Port},
-		{"max_connections", old.MaxConnections, rt.Config.MaxConnections},
-		{"max_startup_connections", old.MaxStartupConnections, rt.Config.MaxStartupConnections},
-		{"log_format", old.LogFormat, rt.Config.LogFormat},
-		{"admin.listen_address", old.Admin.ListenAddress, rt.Config.Admin.ListenAddress},
-		{"admin.pprof", old.Admin.Pprof, rt.Config.Admin.Pprof},
-	} {
-		if w.old != w.new {
-			s.log.Warn("parameter cannot be changed without restarting the server; keeping the old value",
-				slog.String("parameter", w.name), slog.Any("old", w.old), slog.Any("new", w.new))
-		}
-	}
 	next := newState(rt)
 	prev := s.state.Swap(next)
 	s.metrics.reloaded()
@@ -183,7 +194,8 @@ func (s *Server) Reload(rt *config.Runtime) {
 // successfully.
 func (s *Server) Config() *config.Config { return s.state.Load().rt.Config }
 
-// Listen opens the configured listen_addresses.
+// Listen opens the configured listen_addresses, then the
+// unix_socket_directories sockets (ListenUnix).
 func (s *Server) Listen(ctx context.Context) ([]net.Listener, error) {
 	cfg := s.state.Load().rt.Config
 	// Zero means the operating system's default, as in postgresql.conf;
@@ -212,7 +224,14 @@ func (s *Server) Listen(ctx context.Context) ([]net.Listener, error) {
 		}
 		lns = append(lns, ln)
 	}
-	return lns, nil
+	unix, err := s.ListenUnix()
+	if err != nil {
+		for _, l := range lns {
+			l.Close()
+		}
+		return nil, err
+	}
+	return append(lns, unix...), nil
 }
 
 // Serve accepts connections on ln until ln is closed.
@@ -292,17 +311,22 @@ func (s *Server) handle(raw net.Conn) {
 	s.metrics.connOpened()
 	defer s.metrics.connClosed()
 	c := &clientConn{srv: s, state: s.state.Load(), raw: raw, conn: raw, r: newStartupReader(raw), start: time.Now(), id: s.connIDs.Add(1)}
-	var port uint16
-	if ap, err := netip.ParseAddrPort(raw.RemoteAddr().String()); err == nil {
-		// PostgreSQL listens on IPv6-only sockets, so an IPv4 client is
-		// always IPv4 there; a dual-stack Go listener may report it
-		// v4-mapped, which must not escape IPv4 pg_hba.conf lines.
-		c.addr = ap.Addr().Unmap()
-		port = ap.Port()
+	if uc, ok := raw.(*net.UnixConn); ok {
+		c.initLocal(uc)
+	} else {
+		var port uint16
+		if ap, err := netip.ParseAddrPort(raw.RemoteAddr().String()); err == nil {
+			// PostgreSQL listens on IPv6-only sockets, so an IPv4 client is
+			// always IPv4 there; a dual-stack Go listener may report it
+			// v4-mapped, which must not escape IPv4 pg_hba.conf lines.
+			c.addr = ap.Addr().Unmap()
+			port = ap.Port()
+			c.port = port
+		}
+		// conn_id ties the auth event to the session-end event; the client
+		// port ties both to the client's own logs and to netstat.
+		c.note(slog.Uint64("conn_id", c.id), slog.String("client", c.addr.String()), slog.Uint64("client_port", uint64(port)))
 	}
-	// conn_id ties the auth event to the session-end event; the client
-	// port ties both to the client's own logs and to netstat.
-	c.note(slog.Uint64("conn_id", c.id), slog.String("client", c.addr.String()), slog.Uint64("client_port", uint64(port)))
 	c.onAuthenticated = releaseStartup
 	if !s.track(c) {
 		raw.Close()
@@ -406,7 +430,12 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		}
 	}
 	s.wg.Wait()
+	s.revoker.Close()
 	s.pool.close()
+	if s.ext.ledger != nil {
+		// After the sessions: their deletes are sent first.
+		s.ext.ledger.Close()
+	}
 	if st := s.state.Load(); st.roles != nil {
 		st.roles.close()
 	}

@@ -26,21 +26,38 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/pgcertgate/pgcertgate/admin"
+	"github.com/pgcertgate/pgcertgate/cmd/pgcertgate/internal/demo"
 	"github.com/pgcertgate/pgcertgate/config"
-	"github.com/pgcertgate/pgcertgate/internal/demo"
 	"github.com/pgcertgate/pgcertgate/internal/watch"
 	"github.com/pgcertgate/pgcertgate/pgwire"
 )
 
+// usage is what help prints. README.md's Commands section shows it
+// verbatim, and usage_test.go checks both against the flags each
+// subcommand really registers.
 const usage = `pgcertgate: a PostgreSQL authentication front end
 
 Usage:
   pgcertgate serve   --config FILE     run the proxy
-  pgcertgate check   --config FILE     load and validate everything, print the interpreted rules
-  pgcertgate explain --config FILE --user U --database D --address IP [--ssl|--no-ssl] [--replication[=database]] [--cert client.crt]
-                                       show how pg_hba.conf and pg_ident.conf decide a connection
-  pgcertgate demo    [--dir DIR]       throwaway CA, PostgreSQL and proxy; prints a psql line
+  pgcertgate check   --config FILE     load and validate everything; print every error as
+                                       file:line: message (exit 1 on any error), or the
+                                       interpreted rules
+  pgcertgate explain --config FILE --user U [--database D] [--address IP] [--ssl|--no-ssl]
+                     [--replication[=database]] [--cert client.crt]
+                     [--local [--os-user NAME]]
+                                       show how pg_hba.conf and pg_ident.conf decide a
+                                       connection (--local: over the Unix socket, from
+                                       OS user NAME)
+  pgcertgate fingerprint [--map NAME] [--user ROLE] FILE...
+                                       print each certificate's pg_ident.conf pin line
+                                       (sha256:...) for clientname=SHA256
+  pgcertgate install-sql --config FILE
+                                       print the SQL that sets up the identity ledger for
+                                       [backend] ledger_user; run it in each database
+  pgcertgate demo    [--dir DIR] [--port N]
+                                       throwaway CA, PostgreSQL and proxy; prints a psql line
   pgcertgate version                   print the version
+  pgcertgate help                      print this text
 `
 
 func main() {
@@ -60,6 +77,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdCheck(rest, stdout, stderr)
 	case "explain":
 		return cmdExplain(rest, stdout, stderr)
+	case "fingerprint":
+		return cmdFingerprint(rest, stdout, stderr)
+	case "install-sql":
+		return cmdInstallSQL(rest, stdout, stderr)
 	case "demo":
 		return cmdDemo(rest, stdout, stderr)
 	case "version", "--version", "-V":
@@ -175,14 +196,24 @@ func cmdServe(args []string, stderr io.Writer) int {
 // endpoint outlives the drain, so /healthz stays up and /readyz says 503
 // while sessions finish.
 func serve(ctx context.Context, path string, rt *config.Runtime, log *slog.Logger, level *slog.LevelVar) error {
-	srv := pgwire.New(rt, log)
+	srv := pgwire.New(pgwire.Options{Runtime: rt, Logger: log})
 	lns, err := srv.Listen(ctx)
 	if err != nil {
 		return err
 	}
 	var adm *admin.Server
 	if addr := rt.Config.Admin.ListenAddress; addr != "" {
-		adm = admin.New(admin.Options{Address: addr, Gatherer: registry(srv), Target: srv, Log: log, Pprof: rt.Config.Admin.Pprof})
+		// The login history and certificate inventory (admin.go in this
+		// directory) exist only with the admin endpoint.
+		opts, err := adminOptions(rt, srv, log)
+		if err != nil {
+			for _, ln := range lns {
+				ln.Close()
+			}
+			return err
+		}
+		adm = admin.New(opts)
+		adm.SetConfig(admin.ConfigInfo{Files: rt.Files, LoadedAt: time.Now()})
 		if err := adm.Start(); err != nil {
 			for _, ln := range lns {
 				ln.Close()
@@ -202,7 +233,7 @@ func serve(ctx context.Context, path string, rt *config.Runtime, log *slog.Logge
 
 	fw := newFileWatch(log)
 	defer fw.stop()
-	fw.apply(rt.Config)
+	fw.apply(rt)
 
 	var (
 		stopped     chan error // receives Shutdown's result once a shutdown began
@@ -223,12 +254,16 @@ func serve(ctx context.Context, path string, rt *config.Runtime, log *slog.Logge
 			}
 		case changed := <-fw.changes:
 			log.Info("configuration files changed, reloading", slog.Any("files", changed))
-			reload(path, srv, log, level, fw)
+			if next := reload(path, srv, log, level, fw); next != nil {
+				reloadAdmin(adm, next, log)
+			}
 		case sig := <-sigs:
 			switch {
 			case sig == syscall.SIGHUP:
 				log.Info("received SIGHUP, reloading configuration files")
-				reload(path, srv, log, level, fw)
+				if next := reload(path, srv, log, level, fw); next != nil {
+					reloadAdmin(adm, next, log)
+				}
 			case sig == syscall.SIGTERM && stopped == nil:
 				timeout := srv.Config().ShutdownTimeout.Duration
 				log.Info("received SIGTERM: smart shutdown, new connections are refused and open sessions may finish",
@@ -288,10 +323,11 @@ func ignoreDeadline(err error) error {
 }
 
 // reload builds the new configuration completely and swaps it in; any
-// error keeps the old one whole and is logged with its file:line.
-func reload(path string, srv *pgwire.Server, log *slog.Logger, level *slog.LevelVar, fw *fileWatch) {
+// error keeps the old one whole and is logged with its file:line. It
+// returns the configuration now in force, nil when it kept the old one.
+func reload(path string, srv *pgwire.Server, log *slog.Logger, level *slog.LevelVar, fw *fileWatch) *config.Runtime {
 	scrubPGEnv(nil)
-	rt, err := config.Load(path)
+	rt, files, err := config.LoadFiles(path)
 	if err != nil {
 		for _, e := range flatten(err) {
 			log.Error("configuration file error", slog.String("error", e.Error()))
@@ -300,18 +336,47 @@ func reload(path string, srv *pgwire.Server, log *slog.Logger, level *slog.Level
 		srv.Metrics().ReloadFailed()
 		// Keep watching what the new file names, so that fixing a
 		// newly included file is noticed too.
-		if cfg, err := config.ReadFile(path); err == nil {
-			fw.retarget(cfg)
+		if files != nil {
+			fw.retarget(files)
 		}
-		return
+		return nil
 	}
 	for _, w := range rt.Warnings {
 		log.Warn(w.Error())
 	}
+	warnRestartOnly(log, srv.Config(), rt.Config)
 	srv.Reload(rt)
 	setLevel(level, rt.Config)
-	fw.apply(rt.Config)
+	fw.apply(rt)
 	log.Info("configuration reloaded", slog.Int("hba_rules", len(rt.HBA.Entries)), slog.Int("ident_lines", len(rt.Ident.Entries)))
+	return rt
+}
+
+// warnRestartOnly logs each setting a reload changed that only a restart
+// applies: the server keeps the old value.
+func warnRestartOnly(log *slog.Logger, old, next *config.Config) {
+	for _, w := range []struct {
+		name      string
+		old, next any
+	}{
+		{"listen_addresses", old.ListenAddresses, next.ListenAddresses},
+		{"port", old.Port, next.Port},
+		{"unix_socket_directories", old.UnixSocketDirectories, next.UnixSocketDirectories},
+		{"unix_socket_group", old.UnixSocketGroup, next.UnixSocketGroup},
+		{"unix_socket_permissions", old.UnixSocketPermissions, next.UnixSocketPermissions},
+		{"max_connections", old.MaxConnections, next.MaxConnections},
+		{"max_startup_connections", old.MaxStartupConnections, next.MaxStartupConnections},
+		{"log_format", old.LogFormat, next.LogFormat},
+		{"admin.listen_address", old.Admin.ListenAddress, next.Admin.ListenAddress},
+		{"admin.pprof", old.Admin.Pprof, next.Admin.Pprof},
+		{"backend.identity_ledger", old.Backend.IdentityLedger, next.Backend.IdentityLedger},
+		{"backend.ledger_user", old.Backend.LedgerUser, next.Backend.LedgerUser},
+	} {
+		if w.old != w.next {
+			log.Warn("parameter cannot be changed without restarting the server; keeping the old value",
+				slog.String("parameter", w.name), slog.Any("old", w.old), slog.Any("new", w.next))
+		}
+	}
 }
 
 // fileWatch runs the watch_files poller, started and stopped as reloads
@@ -329,17 +394,17 @@ func newFileWatch(log *slog.Logger) *fileWatch {
 	return &fileWatch{log: log, changes: make(chan []string)}
 }
 
-// apply follows cfg: starts or stops the poller, and updates the set of
-// watched files.
-func (f *fileWatch) apply(cfg *config.Config) {
-	if !cfg.WatchFiles {
+// apply follows rt: starts or stops the poller as watch_files says, and
+// watches the files rt was loaded from.
+func (f *fileWatch) apply(rt *config.Runtime) {
+	if !rt.Config.WatchFiles {
 		if f.w != nil {
 			f.log.Info("watch_files turned off")
 			f.stop()
 		}
 		return
 	}
-	paths := watch.Paths(cfg)
+	paths := rt.Files
 	if f.w != nil {
 		f.w.SetPaths(paths)
 		return
@@ -359,11 +424,11 @@ func (f *fileWatch) apply(cfg *config.Config) {
 	f.log.Info("watching configuration files for changes", slog.Int("files", len(paths)))
 }
 
-// retarget watches what cfg names, if watching at all: after a reload
-// that failed, the configuration in force still decides whether to watch.
-func (f *fileWatch) retarget(cfg *config.Config) {
+// retarget watches files, if watching at all: after a reload that
+// failed, the configuration in force still decides whether to watch.
+func (f *fileWatch) retarget(files []string) {
 	if f.w != nil {
-		f.w.SetPaths(watch.Paths(cfg))
+		f.w.SetPaths(files)
 	}
 }
 
@@ -454,12 +519,18 @@ func cmdExplain(args []string, stdout, stderr io.Writer) int {
 	var replication replicationFlag
 	fs.Var(&replication, "replication", `a physical replication connection; --replication=database for a logical one`)
 	cert := fs.String("cert", "", "client certificate PEM file (leaf first, then any intermediates the client sends)")
+	local := fs.Bool("local", false, "the client connects over the Unix-domain socket (local lines; no SSL, no address)")
+	osUser := fs.String("os-user", "", "with --local: the client's OS user name, as peer authentication would find it")
 	if err := fs.Parse(args); err != nil || *path == "" || *user == "" {
 		fmt.Fprintln(stderr, "pgcertgate explain: --config FILE and --user U are required")
 		return 2
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "pgcertgate explain: unexpected argument %q\n", fs.Arg(0))
+		return 2
+	}
+	if *osUser != "" && !*local {
+		fmt.Fprintln(stderr, "pgcertgate explain: --os-user needs --local")
 		return 2
 	}
 	addr, err := netip.ParseAddr(*address)
@@ -473,9 +544,10 @@ func cmdExplain(args []string, stdout, stderr io.Writer) int {
 		printErrors(stderr, err)
 		return 1
 	}
-	accepted, err := pgwire.Explain(context.Background(), rt, pgwire.ExplainRequest{
+	accepted, err := explain(context.Background(), rt, explainRequest{
 		User: *user, Database: *database, Addr: addr, SSL: *ssl && !*noSSL,
 		Replication: string(replication), CertFile: *cert,
+		Local: *local, OSUser: *osUser,
 	}, stdout)
 	if err != nil {
 		fmt.Fprintln(stderr, "pgcertgate explain:", err)

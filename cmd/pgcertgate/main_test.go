@@ -124,9 +124,14 @@ dn     "CN=alice,OU=Testing,O=PGDG"     alice
 // certificate line.
 var certDetails = regexp.MustCompile(`serial \d+, not after \S+`)
 
+// fingerprints hides certificate fingerprints, which change with every
+// key generated.
+var fingerprints = regexp.MustCompile(`sha256:[0-9a-f]{64}`)
+
 func (c *testConfig) explain(t *testing.T, args ...string) (string, string, int) {
 	t.Helper()
 	out, errOut, code := c.run(t, append([]string{"explain", "--config", "$DIR/pgcertgate.toml"}, args...)...)
+	out = fingerprints.ReplaceAllString(out, "sha256:F")
 	return certDetails.ReplaceAllString(out, "serial S, not after T"), errOut, code
 }
 
@@ -148,6 +153,7 @@ func TestExplainTranscripts(t *testing.T) {
 			code: 0,
 			want: `connection: host=127.0.0.1 user="alice" database="mapdb" SSL encryption replication=none
 certificate: subject "CN=bob", CN "bob", issuer "CN=explain test root,O=PGDG", serial S, not after T
+  fingerprint: sha256:F
   verification: ok (chain of 2 to "CN=explain test root,O=PGDG")
 pg_hba.conf:
   $DIR/pg_hba.conf:2  hostnossl all     all    127.0.0.1/32   reject
@@ -168,6 +174,7 @@ verdict: ACCEPT: connect to the backend as user "alice", database "mapdb"
 			code: 1,
 			want: `connection: host=127.0.0.1 user="carol" database="mapdb" SSL encryption replication=none
 certificate: subject "CN=bob", CN "bob", issuer "CN=explain test root,O=PGDG", serial S, not after T
+  fingerprint: sha256:F
   verification: ok (chain of 2 to "CN=explain test root,O=PGDG")
 pg_hba.conf:
   $DIR/pg_hba.conf:2  hostnossl all     all    127.0.0.1/32   reject
@@ -190,6 +197,7 @@ server log: no match in usermap "m" for user "carol" authenticated as "bob"
 			code: 0,
 			want: `connection: host=10.0.0.5 user="alice" database="dndb" SSL encryption replication=none
 certificate: subject "CN=alice,OU=Testing,O=PGDG", CN "alice", issuer "CN=explain test root,O=PGDG", serial S, not after T
+  fingerprint: sha256:F
   verification: ok (chain of 2 to "CN=explain test root,O=PGDG")
 pg_hba.conf:
   $DIR/pg_hba.conf:2  hostnossl all     all    127.0.0.1/32   reject
@@ -515,7 +523,7 @@ func TestCheckOutput(t *testing.T) {
 
 	wantErr := strings.Join([]string{
 		"warning: " + hbaPath + `:7: skipping missing authentication file "` + filepath.Join(c.dir, "missing.conf") + `"`,
-		"warning: " + hbaPath + `:2: connection type "local" never matches: pgcertgate has no Unix-domain socket`,
+		"warning: " + hbaPath + `:2: connection type "local" never matches: unix_socket_directories is empty, so pgcertgate has no Unix-domain socket`,
 		"warning: " + hbaPath + `:6: authentication method "scram-sha-256" is not performed by pgcertgate; connections matching this line will be refused`,
 		"warning: " + hbaPath + `:9: connection type "hostgssenc" never matches: pgcertgate does not support GSSAPI encryption`,
 	}, "\n") + "\n"
