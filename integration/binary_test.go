@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -100,20 +99,7 @@ func (p *servedProcess) waitLog(t *testing.T, want string) string {
 func TestServeBinary(t *testing.T) {
 	w := sessionWorld(t)
 	// Give the child its own port: rewrite the generated configuration.
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	ln.Close()
-	cfg, err := os.ReadFile(w.cfgPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfgPath := filepath.Join(w.dir, "child.toml")
-	if err := os.WriteFile(cfgPath, []byte(strings.Replace(string(cfg), "port = 6432", fmt.Sprintf("port = %d", port), 1)), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	cfgPath, port := w.childConfig(t)
 	// The proxy's own environment must not leak into client sessions.
 	p := startServe(t, cfgPath, []string{"PGOPTIONS=-c search_path=leaked", "PGAPPNAME=leaked", "PGTZ=Pacific/Chatham"})
 	p.waitLog(t, "listening")

@@ -518,3 +518,25 @@ func sendCancel(ctx context.Context, addr string, pid uint32, key []byte) error 
 	}
 	return err
 }
+
+// childConfig writes the world's configuration with a port of its own,
+// for a pgcertgate process the test starts (the in-process proxy keeps
+// w.addr), and returns its path and port.
+func (w *world) childConfig(t *testing.T) (path string, port int) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port = ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	cfg, err := os.ReadFile(w.cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path = filepath.Join(w.dir, "child.toml")
+	if err := os.WriteFile(path, []byte(strings.Replace(string(cfg), "port = 6432", fmt.Sprintf("port = %d", port), 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path, port
+}

@@ -446,20 +446,7 @@ func TestLedgerReuse(t *testing.T) {
 // dead one left within 10 s.
 func TestLedgerSweepAfterKill(t *testing.T) {
 	w := ledgerWorld(t, "")
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	ln.Close()
-	cfg, err := os.ReadFile(w.cfgPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfgPath := filepath.Join(w.dir, "child.toml")
-	if err := os.WriteFile(cfgPath, []byte(strings.Replace(string(cfg), "port = 6432", fmt.Sprintf("port = %d", port), 1)), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	cfgPath, port := w.childConfig(t)
 	w.addr = fmt.Sprintf("127.0.0.1:%d", port)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
