@@ -136,10 +136,8 @@ func verifyReason(err error) string {
 	switch {
 	case !ok || certauth.UnknownIssuer(err):
 		return "ca_not_allowed"
-	case ve.Reason.PolicyCode() != "":
-		return ve.Reason.PolicyCode()
-	case ve.Reason.RevocationCode() != "":
-		return ve.Reason.RevocationCode()
+	case ve.Reason.AuditCode() != "":
+		return ve.Reason.AuditCode()
 	}
 	return "cert_invalid"
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 
 	"github.com/pgcertgate/pgcertgate/hba"
 	"github.com/pgcertgate/pgcertgate/internal/pgerr"
@@ -19,13 +20,16 @@ type UserLookup interface {
 // does not know; PostgreSQL logs "user does not exist" for it.
 var ErrUnknownUser = errors.New("user does not exist")
 
-// host is the client's host as PostgreSQL names it in its messages:
-// "[local]" for a Unix-domain socket.
-func (r *Request) host() string {
-	if r.Local {
+// host is the client's host as PostgreSQL names it in its messages.
+func (r *Request) host() string { return ClientHost(r.Local, r.Addr) }
+
+// ClientHost names a client as PostgreSQL's messages and log do: its
+// address, or "[local]" on a Unix-domain socket.
+func ClientHost(local bool, addr netip.Addr) string {
+	if local {
 		return "[local]"
 	}
-	return r.Addr.String()
+	return addr.String()
 }
 
 // checkPeer is PostgreSQL's auth_peer: the socket peer's uid gives the OS

@@ -171,3 +171,13 @@ func (e *VerifyError) Unwrap() error { return e.Err }
 
 // Alert returns the TLS alert OpenSSL would send; see Reason.Alert.
 func (e *VerifyError) Alert() uint8 { return e.Reason.Alert() }
+
+// AuditCode is the audit reason and metric label of a refusal that has
+// one of its own (a revocation source's or a pgcertgate policy's), or ""
+// for OpenSSL's plain verification failures.
+func (r Reason) AuditCode() string {
+	if code := r.RevocationCode(); code != "" {
+		return code
+	}
+	return r.PolicyCode()
+}

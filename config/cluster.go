@@ -132,7 +132,7 @@ func (c *Config) validateCluster() []error {
 	}
 	// A forwarded cancel arrives with a PROXY header, which a peer
 	// accepts only with proxy_protocol on and this replica trusted.
-	if (len(cl.Peers) > 0 || cl.PeersDNS != "") && c.ProxyProtocol != "on" {
+	if (len(cl.Peers) > 0 || cl.PeersDNS != "") && !c.ProxyProtocolOn() {
 		bad("peers", "forwarded cancels carry a PROXY header: set proxy_protocol = \"on\", with the peers in proxy_protocol_trusted")
 	}
 	if cl.CancelForwardTimeout.Duration < 0 {

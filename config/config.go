@@ -20,6 +20,8 @@ import (
 	"time"
 
 	"github.com/BurntSushi/toml"
+
+	"github.com/pgcertgate/pgcertgate/certauth"
 )
 
 // Duration is a Go duration string in the configuration file ("60s", "1m").
@@ -275,7 +277,7 @@ func Defaults() Config {
 		Port:                  6432,
 		UnixSocketPermissions: 0o777,
 		SSLMinProtocolVersion: "TLSv1.2",
-		SSLVerifyDepth:        100,
+		SSLVerifyDepth:        certauth.DefaultVerifyDepth,
 		AuthenticationTimeout: Duration{60 * time.Second},
 		MaxConnections:        1000,
 		LogFormat:             "text",

@@ -44,7 +44,7 @@ func (c *Config) validateProxyProtocol() []error {
 	}
 	// "on" with nobody trusted would honour no header, and close every
 	// connection that sent one: almost certainly a forgotten setting.
-	if c.ProxyProtocol == "on" && len(c.ProxyProtocolTrusted) == 0 {
+	if c.ProxyProtocolOn() && len(c.ProxyProtocolTrusted) == 0 {
 		errs = append(errs, c.keyError("proxy_protocol", "on, but proxy_protocol_trusted is empty"))
 	}
 	return errs

@@ -2,8 +2,9 @@ package config
 
 import (
 	"net/url"
-	"slices"
 	"time"
+
+	"github.com/pgcertgate/pgcertgate/revocation"
 )
 
 // Defaults of the revocation keys whose zero value stands for them.
@@ -51,7 +52,7 @@ func (c *Config) validateRevocation() []error {
 	bad := func(key, format string, args ...any) {
 		errs = append(errs, c.keyError(key, format, args...))
 	}
-	if !slices.Contains([]string{"", "off", "prefer", "require"}, c.SSLOCSP) {
+	if _, err := revocation.ParseMode(c.SSLOCSP); err != nil {
 		bad("ssl_ocsp", "%q (off, prefer or require)", c.SSLOCSP)
 	}
 	if c.OCSPMode() != "off" && c.SSLCAFile == "" && c.SSLCA == "" {

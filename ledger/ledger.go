@@ -93,10 +93,9 @@ type Row struct {
 
 // Entry is a recorded row, to be released when its session ends.
 type Entry struct {
-	w            *writer
-	pid          uint32
-	authTime     string
-	BackendStart time.Time
+	w        *writer
+	pid      uint32
+	authTime string
 }
 
 // ErrNotInstalled is returned by Record for a database without the
@@ -444,10 +443,7 @@ func (w *writer) record(ctx context.Context, r Row) (*Entry, error) {
 	if r.ClientAddr.IsValid() {
 		addr = []byte(r.ClientAddr.String())
 	}
-	var (
-		start   time.Time
-		written bool
-	)
+	var written bool
 	err := w.use(ctx, func(ctx context.Context, conn *pgconn.PgConn) error {
 		window := time.Since(r.Opened) + startSlack
 		params := [][]byte{
@@ -467,9 +463,7 @@ func (w *writer) record(ctx context.Context, r Row) (*Entry, error) {
 			return res.Err
 		}
 		// No row: the statement worked, and the connection is fine.
-		if written = len(res.Rows) == 1; written {
-			start, _ = time.Parse("2006-01-02 15:04:05.999999-07", string(res.Rows[0][0]))
-		}
+		written = len(res.Rows) == 1
 		return nil
 	})
 	if err != nil {
@@ -478,7 +472,7 @@ func (w *writer) record(ctx context.Context, r Row) (*Entry, error) {
 	if !written {
 		return nil, ErrBackendMismatch
 	}
-	return &Entry{w: w, pid: r.PID, authTime: authTime, BackendStart: start}, nil
+	return &Entry{w: w, pid: r.PID, authTime: authTime}, nil
 }
 
 // sweep deletes the rows whose backend is gone and returns how many.

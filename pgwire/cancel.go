@@ -164,7 +164,7 @@ func keyReplica(key []byte) int { return int(key[0] >> replicaShift) }
 
 // cancelPeers is a Server's view of its peer replicas.
 type cancelPeers struct {
-	once  sync.Once
+	// slots bounds the forwards in flight.
 	slots chan struct{}
 
 	mu       sync.Mutex
@@ -173,8 +173,8 @@ type cancelPeers struct {
 	dnsAddrs []string
 }
 
-func (p *cancelPeers) init() {
-	p.once.Do(func() { p.slots = make(chan struct{}, maxCancelForwards) })
+func newCancelPeers() *cancelPeers {
+	return &cancelPeers{slots: make(chan struct{}, maxCancelForwards)}
 }
 
 // targets lists the peers a cancel goes to, at most maxCancelFanout.
@@ -184,21 +184,30 @@ func (p *cancelPeers) targets(cfg *config.Config, timeout time.Duration) []strin
 	list := cfg.Cluster.Peers
 	if name := cfg.Cluster.PeersDNS; name != "" {
 		p.mu.Lock()
-		if p.dnsName != name || time.Since(p.dnsAt) > peersDNSTTL {
+		stale := p.dnsName != name || time.Since(p.dnsAt) > peersDNSTTL
+		list = slices.Clone(p.dnsAddrs)
+		p.mu.Unlock()
+		if stale {
+			// Resolved outside the lock: a slow resolver must not hold
+			// every other cancel behind it.
 			host, port, _ := net.SplitHostPort(name)
 			ctx, cancel := context.WithTimeout(context.Background(), timeout)
 			addrs, err := net.DefaultResolver.LookupHost(ctx, host)
 			cancel()
+			p.mu.Lock()
 			if err == nil || p.dnsName != name {
 				p.dnsAddrs = p.dnsAddrs[:0]
 				for _, a := range addrs {
 					p.dnsAddrs = append(p.dnsAddrs, net.JoinHostPort(a, port))
 				}
-				p.dnsName, p.dnsAt = name, time.Now()
+				p.dnsName = name
 			}
+			// A failed lookup is tried again after the same interval,
+			// not by every cancel while DNS is down.
+			p.dnsAt = time.Now()
+			list = slices.Clone(p.dnsAddrs)
+			p.mu.Unlock()
 		}
-		list = slices.Clone(p.dnsAddrs)
-		p.mu.Unlock()
 	}
 	if len(list) > maxCancelFanout {
 		list = list[:maxCancelFanout]
@@ -231,7 +240,6 @@ func (s *Server) routeCancel(c *clientConn, req cancelRequest) {
 		m.cancel("unknown")
 		return
 	}
-	s.peers.init()
 	src := netip.AddrPortFrom(c.addr, c.port)
 	var wg sync.WaitGroup
 	for _, peer := range peers {

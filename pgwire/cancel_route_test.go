@@ -73,7 +73,7 @@ peers_dns = "localhost:6543"
 	if err != nil {
 		t.Fatal(err)
 	}
-	var p cancelPeers
+	p := newCancelPeers()
 	got := p.targets(cfg, time.Second)
 	if !slices.Contains(got, "127.0.0.1:6543") {
 		t.Fatalf("targets %v, want 127.0.0.1:6543 among them", got)

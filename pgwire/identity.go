@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"github.com/pgcertgate/pgcertgate/hba"
+	"github.com/pgcertgate/pgcertgate/internal/pgerr"
 )
 
 // identityPrefix names the custom settings pgcertgate passes to the
@@ -26,7 +27,7 @@ func refuseForgedIdentity(si *startupInfo) error {
 		}
 		for _, name := range names {
 			if strings.HasPrefix(asciiLower(name), identityPrefix) {
-				return fatal("42501", "forged_identity", "parameter \"%s\" cannot be set by the client: pgcertgate sets pgcertgate.* itself", name)
+				return fatal(pgerr.CodeInsufficientPrivilege, "forged_identity", "parameter \"%s\" cannot be set by the client: pgcertgate sets pgcertgate.* itself", name)
 			}
 		}
 	}

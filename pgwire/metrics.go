@@ -312,10 +312,7 @@ func (m *Metrics) ReloadFailed() {
 // finer cause is the metric label below).
 func tlsAuditReason(err error) string {
 	if ve, ok := errors.AsType[*certauth.VerifyError](err); ok {
-		if code := ve.Reason.RevocationCode(); code != "" {
-			return code
-		}
-		if code := ve.Reason.PolicyCode(); code != "" {
+		if code := ve.Reason.AuditCode(); code != "" {
 			return code
 		}
 		return "cert_invalid"
@@ -328,10 +325,7 @@ func tlsAuditReason(err error) string {
 // reason ("cert_certificate_has_expired", "cert_certificate_revoked", …).
 func tlsFailureCause(err error) string {
 	if ve, ok := errors.AsType[*certauth.VerifyError](err); ok {
-		if code := ve.Reason.RevocationCode(); code != "" {
-			return code
-		}
-		if code := ve.Reason.PolicyCode(); code != "" {
+		if code := ve.Reason.AuditCode(); code != "" {
 			return code
 		}
 		return "cert_" + labelize(ve.Reason.String())

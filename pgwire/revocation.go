@@ -9,14 +9,19 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/pgcertgate/pgcertgate/config"
 	"github.com/pgcertgate/pgcertgate/revocation"
 )
 
 // revocationPolicy is ssl_ocsp and ssl_crl_fetch with their limits, as
-// the configuration in force sets them (validated at load).
-func (st *state) revocationPolicy() revocation.Policy {
-	cfg := st.rt.Config
-	mode, _ := revocation.ParseMode(cfg.SSLOCSP)
+// the configuration sets them, built once per loaded configuration. The
+// load has validated ssl_ocsp; should it not parse, the policy is the
+// strictest, never off.
+func revocationPolicy(cfg *config.Config) revocation.Policy {
+	mode, err := revocation.ParseMode(cfg.SSLOCSP)
+	if err != nil {
+		mode = revocation.Require
+	}
 	return revocation.Policy{
 		OCSP:          mode,
 		Responder:     cfg.SSLOCSPResponder,
@@ -38,7 +43,7 @@ func (st *state) revocationPolicy() revocation.Policy {
 // ssl_ocsp_timeout; it blocks only this connection's handshake. The
 // outcome goes into the connection's audit event.
 func (c *clientConn) checkRevocation(chain []*x509.Certificate) error {
-	p := c.state.revocationPolicy()
+	p := c.state.revocation
 	if !p.Enabled() {
 		return nil
 	}

@@ -1,8 +1,6 @@
 package pgwire
 
 import (
-	"github.com/pgcertgate/pgcertgate/authz"
-
 	"context"
 	"errors"
 	"sync"
@@ -11,6 +9,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/pgcertgate/pgcertgate/authz"
 	"github.com/pgcertgate/pgcertgate/internal/pgcluster"
 )
 

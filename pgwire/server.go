@@ -36,10 +36,12 @@ type state struct {
 	roles   *catalogRoles
 	// snap is what authz decides this configuration's connections with.
 	snap *authz.Snapshot
+	// revocation is the OCSP and fetched-CRL policy (revocation.go).
+	revocation revocation.Policy
 }
 
 func newState(rt *config.Runtime) *state {
-	st := &state{rt: rt}
+	st := &state{rt: rt, revocation: revocationPolicy(rt.Config)}
 	minVersion := uint16(tls.VersionTLS12)
 	if rt.Config.SSLMinProtocolVersion == "TLSv1.3" {
 		minVersion = tls.VersionTLS13
@@ -117,7 +119,7 @@ type Server struct {
 	log     *slog.Logger
 	state   atomic.Pointer[state]
 	cancels cancelRegistry
-	peers   cancelPeers // the other replicas, for cancels (cancel.go)
+	peers   *cancelPeers // the other replicas, for cancels (cancel.go)
 	metrics *Metrics
 	connIDs atomic.Uint64
 	pool    *backendPool
@@ -160,6 +162,7 @@ func New(o Options) *Server {
 		listeners:    make(map[net.Listener]struct{}),
 		conns:        make(map[*clientConn]struct{}),
 		pool:         newBackendPool(),
+		peers:        newCancelPeers(),
 	}
 	s.state.Store(newState(rt))
 	s.metrics = newMetrics(s.state.Load)

@@ -277,12 +277,7 @@ func (c *clientConn) initLocal(uc *net.UnixConn) {
 
 // clientHost names the client as PostgreSQL's log does: its address, or
 // "[local]" on a Unix-domain socket.
-func (c *clientConn) clientHost() string {
-	if c.local != nil {
-		return "[local]"
-	}
-	return c.addr.String()
-}
+func (c *clientConn) clientHost() string { return authz.ClientHost(c.local != nil, c.addr) }
 
 // noteDecision keeps what the socket session's decision said of its peer.
 func (c *clientConn) noteDecision(d *authz.Decision) {

@@ -324,11 +324,12 @@ func (c *Checker) Check(ctx context.Context, chain []*x509.Certificate, p Policy
 	for i := 0; i < len(chain)-1; i++ {
 		cert, issuer := chain[i], chain[i+1]
 		var o, l sourceResult
+		named := certauth.OCSPResponderURL(cert)
 		url := p.Responder
 		if url == "" {
-			url = certauth.OCSPResponderURL(cert)
+			url = named
 		}
-		askOCSP := p.OCSP == Require || (p.OCSP == Prefer && (i == 0 || certauth.OCSPResponderURL(cert) != ""))
+		askOCSP := p.OCSP == Require || (p.OCSP == Prefer && (i == 0 || named != ""))
 		if askOCSP {
 			o = c.ocspCheck(ctx, cert, issuer, url, p)
 		}

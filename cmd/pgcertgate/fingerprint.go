@@ -50,8 +50,7 @@ func cmdFingerprint(args []string, stdout, stderr io.Writer) int {
 				user = p.CN
 			}
 		}
-		issuer, _ := certauth.FormatDN(leaf.RawIssuer)
-		fmt.Fprintf(stdout, "# %s: subject %q, issuer %q, serial %s, not after %s\n", file, p.Subject, issuer, leaf.SerialNumber, leaf.NotAfter.UTC().Format(time.RFC3339))
+		fmt.Fprintf(stdout, "# %s: subject %q, issuer %q, serial %s, not after %s\n", file, p.Subject, p.Issuer, leaf.SerialNumber, leaf.NotAfter.UTC().Format(time.RFC3339))
 		// The role is a name: quoted where bare it would be a keyword or a
 		// group (all, +role), as the map name is where it needs quotes.
 		mapTok := authfile.String{Value: *mapName, Quoted: !authfile.IsPlain(*mapName)}
