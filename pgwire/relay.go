@@ -322,13 +322,17 @@ func (c *clientConn) runSession(ctx context.Context, s *session) {
 	c.r = startupReader{}
 	ctl := newSessionControl(s.backend)
 	live := c.startLive(s, ctl)
-	defer c.endLive(s, live)
 	in, out, keep := relayWith(c.conn, pending, s.backend, tracker, ctl)
 	if ctl.finish() != nil {
 		// A stopped session's backend may be mid-query: cancel it, as
 		// pg_terminate_backend would end it.
 		c.srv.cancels.forward(cancelRequest{pid: s.cancel.pid, key: s.cancel.clientKey}, c.srv.log)
 	}
+	// The session is over before its backend can pass to another client,
+	// which takes this *session and rewrites its fields: nothing after
+	// release may read s.
+	c.endLive(s, live)
+	pid := s.cancel.pid
 	// Before the backend can pass to another client, no cancel of this
 	// client's may still be on its way to it.
 	c.srv.cancels.remove(s.cancel)
@@ -344,7 +348,7 @@ func (c *clientConn) runSession(ctx context.Context, s *session) {
 		slog.String("client", c.clientHost()),
 		slog.String("user", c.user),
 		slog.String("database", c.database),
-		slog.Uint64("backend_pid", uint64(s.cancel.pid)),
+		slog.Uint64("backend_pid", uint64(pid)),
 		slog.Int64("bytes_in", in),
 		slog.Int64("bytes_out", out),
 		slog.Bool("backend_kept", reused),
