@@ -166,6 +166,9 @@ func (s *Server) Handler() http.Handler {
 // start and after each successful reload.
 func (s *Server) SetConfig(info ConfigInfo) { s.config.set(info) }
 
+// Monitor returns Options.Monitor, nil without one; a reload resizes it.
+func (s *Server) Monitor() *Monitor { return s.opts.Monitor }
+
 func (s *Server) monitor() *Monitor {
 	if s.opts.Monitor != nil {
 		return s.opts.Monitor

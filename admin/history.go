@@ -46,19 +46,21 @@ type LoginEvent struct {
 // Accepted reports whether the attempt was let in.
 func (e *LoginEvent) Accepted() bool { return e.Verdict == "accept" }
 
-// history is a ring of the last connection attempts.
+// history is a ring of the last connection attempts. It grows as
+// attempts arrive, up to limit, so that a large configured limit costs
+// memory only once that many attempts have been made.
 type history struct {
 	mu     sync.Mutex
-	events []LoginEvent // ring; next is the slot to write
+	limit  int
+	events []LoginEvent // ring of up to limit; once full, next is the oldest
 	next   int
-	full   bool
 }
 
 func newHistory(size int) *history {
 	if size <= 0 {
 		size = DefaultHistorySize
 	}
-	return &history{events: make([]LoginEvent, size)}
+	return &history{limit: size}
 }
 
 // add keeps a copy of e with its text capped; the certificate goes to the
@@ -68,12 +70,38 @@ func (h *history) add(e LoginEvent) {
 	fitText(maxEventText, &e.Client, &e.User, &e.Database, &e.Identity, &e.Fingerprint,
 		&e.HBALine, &e.Verdict, &e.Reason, &e.SQLSTATE, &e.Message)
 	h.mu.Lock()
-	h.events[h.next] = e
-	h.next++
-	if h.next == len(h.events) {
-		h.next, h.full = 0, true
+	if len(h.events) < h.limit {
+		if len(h.events) == cap(h.events) {
+			// Grow as append would, but never past the limit.
+			grown := make([]LoginEvent, len(h.events), min(h.limit, max(16, 2*cap(h.events))))
+			copy(grown, h.events)
+			h.events = grown
+		}
+		h.events = append(h.events, e)
+	} else {
+		h.events[h.next] = e
+		h.next = (h.next + 1) % len(h.events)
 	}
 	h.mu.Unlock()
+}
+
+// resize sets the limit, keeping the newest attempts that fit.
+func (h *history) resize(size int) {
+	if size <= 0 {
+		size = DefaultHistorySize
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if size == h.limit {
+		return
+	}
+	n := min(size, len(h.events))
+	kept := make([]LoginEvent, n)
+	// Oldest first: the newest is just before next.
+	for i := range n {
+		kept[n-1-i] = h.events[(h.next-1-i+len(h.events))%len(h.events)]
+	}
+	h.limit, h.events, h.next = size, kept, 0
 }
 
 // LoginFilter selects events; an empty field matches anything.
@@ -93,10 +121,7 @@ func (f *LoginFilter) match(e *LoginEvent) bool {
 func (h *history) list(f LoginFilter) []LoginEvent {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	n := h.next
-	if h.full {
-		n = len(h.events)
-	}
+	n := len(h.events)
 	var out []LoginEvent
 	for i := 0; i < n; i++ {
 		j := (h.next - 1 - i + len(h.events)) % len(h.events)
@@ -110,12 +135,9 @@ func (h *history) list(f LoginFilter) []LoginEvent {
 	return out
 }
 
-// len is how many events are kept, and cap how many can be.
+// size returns how many events are kept, and how many can be.
 func (h *history) size() (n, capacity int) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if h.full {
-		return len(h.events), len(h.events)
-	}
-	return h.next, len(h.events)
+	return len(h.events), h.limit
 }

@@ -15,9 +15,18 @@ const (
 	// DefaultInventorySize is how many certificates are kept; past it
 	// the least recently seen go.
 	DefaultInventorySize = 10000
-	// DefaultInventoryBytes caps the inventory's estimated memory.
+	// DefaultInventoryBytes caps the inventory's estimated memory at
+	// DefaultInventorySize; another size scales it (inventoryBytes).
 	DefaultInventoryBytes = 8 << 20
 )
+
+// inventoryBytes is the byte budget for that many certificates, 8 MiB per
+// 10,000, so that certificates of typical size (a few hundred bytes of
+// text) meet the count first, and only those whose text is near its cap
+// meet the budget, as at the defaults.
+func inventoryBytes(entries int) int {
+	return int(int64(entries) * DefaultInventoryBytes / DefaultInventorySize)
+}
 
 // entryOverhead is what an inventory entry costs beyond its text: the
 // struct, its list element, its map slot and the string headers.
@@ -118,13 +127,30 @@ type inventory struct {
 }
 
 func newInventory(maxEntries, maxBytes int) *inventory {
+	inv := &inventory{byFP: make(map[string]*list.Element), lru: list.New()}
+	inv.maxEntries, inv.maxBytes = inventoryBounds(maxEntries, maxBytes)
+	return inv
+}
+
+// inventoryBounds fills in the defaults for zero bounds.
+func inventoryBounds(maxEntries, maxBytes int) (int, int) {
 	if maxEntries <= 0 {
 		maxEntries = DefaultInventorySize
 	}
 	if maxBytes <= 0 {
-		maxBytes = DefaultInventoryBytes
+		maxBytes = inventoryBytes(maxEntries)
 	}
-	return &inventory{maxEntries: maxEntries, maxBytes: maxBytes, byFP: make(map[string]*list.Element), lru: list.New()}
+	return maxEntries, maxBytes
+}
+
+// resize sets the bounds, evicting the least recently seen certificates
+// past them.
+func (inv *inventory) resize(maxEntries, maxBytes int) {
+	maxEntries, maxBytes = inventoryBounds(maxEntries, maxBytes)
+	inv.mu.Lock()
+	defer inv.mu.Unlock()
+	inv.maxEntries, inv.maxBytes = maxEntries, maxBytes
+	inv.evictPastBounds()
 }
 
 func entryCost(e *CertificateEntry) int { return entryOverhead + e.textBytes() }
@@ -161,6 +187,12 @@ func (inv *inventory) seen(c *CertificateSeen, at time.Time, role string, accept
 		e.Refused++
 	}
 	inv.bytes += entryCost(e)
+	inv.evictPastBounds()
+}
+
+// evictPastBounds drops the least recently seen certificates until the
+// inventory is within its bounds; the byte budget never empties it.
+func (inv *inventory) evictPastBounds() {
 	for inv.lru.Len() > inv.maxEntries || (inv.bytes > inv.maxBytes && inv.lru.Len() > 1) {
 		inv.evictOldest()
 	}

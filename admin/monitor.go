@@ -15,7 +15,8 @@ type MonitorOptions struct {
 	// (DefaultHistorySize).
 	HistorySize int
 	// InventorySize and InventoryBytes bound the certificate inventory
-	// (DefaultInventorySize, DefaultInventoryBytes).
+	// (DefaultInventorySize; a zero InventoryBytes scales
+	// DefaultInventoryBytes with InventorySize, 8 MiB per 10,000).
 	InventorySize  int
 	InventoryBytes int
 }
@@ -33,6 +34,23 @@ type Monitor struct {
 // NewMonitor makes a Monitor.
 func NewMonitor(o MonitorOptions) *Monitor {
 	return &Monitor{hist: newHistory(o.HistorySize), inv: newInventory(o.InventorySize, o.InventoryBytes), now: time.Now}
+}
+
+// Resize changes the bounds of a running Monitor, as a reload does:
+// shrinking keeps the newest attempts and the most recently seen
+// certificates (the evicted ones count in the evictions metric), growing
+// keeps everything. Zero values mean the defaults, as in NewMonitor.
+func (m *Monitor) Resize(o MonitorOptions) {
+	m.hist.resize(o.HistorySize)
+	m.inv.resize(o.InventorySize, o.InventoryBytes)
+}
+
+// Bounds returns the bounds in force, defaults filled in.
+func (m *Monitor) Bounds() MonitorOptions {
+	_, hist := m.hist.size()
+	m.inv.mu.Lock()
+	defer m.inv.mu.Unlock()
+	return MonitorOptions{HistorySize: hist, InventorySize: m.inv.maxEntries, InventoryBytes: m.inv.maxBytes}
 }
 
 // Record keeps one connection attempt. A verified certificate goes to the

@@ -60,9 +60,14 @@ type Request struct {
 	PeerCredErr error
 	SSL         bool
 	// Peer is the client certificate, verified; nil without one.
-	Peer     *certauth.Peer
-	User     string
-	Database string
+	Peer *certauth.Peer
+	// Revocation runs the OCSP and fetched-CRL checks on a chain that a
+	// line's own CA set built anew (certchecks.go). Nil refuses such a
+	// chain: a caller that asks no one (explain, which makes no network
+	// request) passes a check that accepts and says so.
+	Revocation RevocationCheck
+	User       string
+	Database   string
 	// Replication is set for a physical replication connection, which
 	// pg_hba.conf matches against the "replication" database keyword.
 	Replication bool
@@ -185,7 +190,7 @@ func Authorize(ctx context.Context, snap *Snapshot, req *Request, trace bool) (*
 		if req.Peer == nil {
 			return d, noClientCert()
 		}
-		if err := runLineChecks(snap, req, d); err != nil {
+		if err := runLineChecks(ctx, snap, req, d); err != nil {
 			return d, err
 		}
 	}

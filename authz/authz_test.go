@@ -121,7 +121,7 @@ func TestAuthorize(t *testing.T) {
 					osUsers[uid] = name
 				}
 				return ""
-			case "ca", "cert", "trust":
+			case "ca", "cert", "trust", "revoked":
 				snap = nil
 				return cw.directive(t, d)
 			case "authorize":
@@ -137,7 +137,7 @@ func TestAuthorize(t *testing.T) {
 func authorize(t *testing.T, d *datadriven.TestData, snap *authz.Snapshot, cw *certWorld) string {
 	req := &authz.Request{Addr: netip.MustParseAddr("127.0.0.1"), SSL: true}
 	s := *snap
-	trace := false
+	trace, norev := false, false
 	for _, arg := range d.CmdArgs {
 		val := ""
 		if len(arg.Vals) > 0 {
@@ -173,9 +173,15 @@ func authorize(t *testing.T, d *datadriven.TestData, snap *authz.Snapshot, cw *c
 			req.PeerUID = uid
 		case "nocred":
 			req.PeerCredErr = errors.New("getsockopt: bad file descriptor")
+		case "norevocation":
+			// A caller that passes no revocation check.
+			norev = true
 		default:
 			t.Fatalf("authorize: unknown argument %q", arg.Key)
 		}
+	}
+	if !norev {
+		req.Revocation = cw.revocation
 	}
 	dec, err := authz.Authorize(context.Background(), &s, req, trace)
 	var b strings.Builder

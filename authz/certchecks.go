@@ -1,8 +1,11 @@
 package authz
 
 import (
+	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/pgcertgate/pgcertgate/certauth"
@@ -33,7 +36,7 @@ type CertCheck struct {
 type lineCheck struct {
 	name    string
 	applies func(*Snapshot, *hba.Entry) bool
-	run     func(*Snapshot, *Request, *Decision) CertCheck
+	run     func(context.Context, *Snapshot, *Request, *Decision) CertCheck
 }
 
 var lineChecks = []lineCheck{
@@ -69,12 +72,12 @@ func caAvailable(snap *Snapshot, e *hba.Entry) bool {
 // fails its check in PostgreSQL: "certificate authentication failed" on a
 // cert line, "connection requires a valid client certificate" where
 // clientcert= asks for one. It never falls through to a later line.
-func runLineChecks(snap *Snapshot, req *Request, d *Decision) error {
+func runLineChecks(ctx context.Context, snap *Snapshot, req *Request, d *Decision) error {
 	for _, lc := range lineChecks {
 		if !lc.applies(snap, d.Entry) {
 			continue
 		}
-		c := lc.run(snap, req, d)
+		c := lc.run(ctx, snap, req, d)
 		c.Name = lc.name
 		d.Checks = append(d.Checks, c)
 		if !c.OK {
@@ -92,11 +95,23 @@ func runLineChecks(snap *Snapshot, req *Request, d *Decision) error {
 	return nil
 }
 
+// RevocationCheck asks OCSP and the fetched CRLs (ssl_ocsp,
+// ssl_crl_fetch) about chain, which set has just verified: a
+// *certauth.VerifyError refuses it. The server's check makes network
+// requests, bounded by ctx (Authorize's, which the server cancels when it
+// shuts down) and the connection's authentication deadline; it is a
+// no-op when neither setting is on.
+type RevocationCheck func(ctx context.Context, chain []*x509.Certificate, set *certauth.CASet) error
+
 // checkCASet: the chain must verify to the line's set. The handshake
 // recorded the first set of the union that verified it; when that is
 // another, the chain as presented is verified again against the line's
-// set alone, with that set's CRLs.
-func checkCASet(snap *Snapshot, req *Request, d *Decision) CertCheck {
+// set alone, with that set's CRLs. That set may complete the chain with
+// certificates of its own (an intermediate it holds, cross-certified by
+// its root), which the handshake's OCSP and fetched-CRL checks never saw:
+// such a chain is checked again before it admits anyone, and the Peer
+// then records it, since it is the chain the session stands on.
+func checkCASet(ctx context.Context, snap *Snapshot, req *Request, d *Decision) CertCheck {
 	want := requiredSet(d.Entry)
 	d.CASetRequired = want
 	p := req.Peer
@@ -112,12 +127,34 @@ func checkCASet(snap *Snapshot, req *Request, d *Decision) CertCheck {
 		d.CASetVerified = p.CASet
 		return CertCheck{Reason: "ca_not_allowed", Detail: fmt.Sprintf("CA set %s is not loaded", want)}
 	}
-	if _, err := set.Verify(p.Presented, snap.now()); err != nil {
+	chain, err := set.Verify(p.Presented, snap.now())
+	if err != nil {
 		d.CASetVerified = p.CASet
 		return CertCheck{Reason: verifyReason(err), Detail: fmt.Sprintf("the line requires CA set %s, but the chain verifies to %s: against %s, %v", want, orNone(p.CASet), want, err)}
 	}
+	detail := fmt.Sprintf("the chain verifies to CA set %s, which the line requires (the handshake's first match was %s)", want, orNone(p.CASet))
+	if !sameChain(chain, p.Chain) {
+		// A chain no revocation check has seen admits no one: a caller
+		// that checks none says so with a check of its own (explain's
+		// records that the server asks at connect time).
+		if req.Revocation == nil {
+			d.CASetVerified = p.CASet
+			return CertCheck{Reason: "cert_invalid", Detail: fmt.Sprintf("the chain verifies to CA set %s, which the line requires, but no revocation check of that chain was asked: revocation check unavailable", want)}
+		}
+		if err := req.Revocation(ctx, chain, set); err != nil {
+			d.CASetVerified = p.CASet
+			return CertCheck{Reason: certauth.AuditReason(err), Detail: fmt.Sprintf("the chain verifies to CA set %s, which the line requires, but the revocation check of that chain refused it: %v", want, err)}
+		}
+	}
+	p.VerifiedIn(chain, want)
 	d.CASetVerified = want
-	return CertCheck{OK: true, Detail: fmt.Sprintf("the chain verifies to CA set %s, which the line requires (the handshake's first match was %s)", want, orNone(p.CASet))}
+	return CertCheck{OK: true, Detail: detail}
+}
+
+// sameChain reports whether two chains hold the same certificates in the
+// same order.
+func sameChain(a, b []*x509.Certificate) bool {
+	return slices.EqualFunc(a, b, func(x, y *x509.Certificate) bool { return x.Equal(y) })
 }
 
 func orNone(s string) string {
@@ -132,17 +169,13 @@ func orNone(s string) string {
 // else the refusal the set's checks make (a revoked or expired
 // certificate, a missing CRL) as the handshake would log it.
 func verifyReason(err error) string {
-	ve, ok := errors.AsType[*certauth.VerifyError](err)
-	switch {
-	case !ok || certauth.UnknownIssuer(err):
+	if _, ok := errors.AsType[*certauth.VerifyError](err); !ok || certauth.UnknownIssuer(err) {
 		return "ca_not_allowed"
-	case ve.Reason.AuditCode() != "":
-		return ve.Reason.AuditCode()
 	}
-	return "cert_invalid"
+	return certauth.AuditReason(err)
 }
 
-func checkLineKeyUsage(_ *Snapshot, req *Request, _ *Decision) CertCheck {
+func checkLineKeyUsage(_ context.Context, _ *Snapshot, req *Request, _ *Decision) CertCheck {
 	if err := certauth.CheckKeyUsage(certauth.KeyUsageRequire, req.Peer.Leaf()); err != nil {
 		detail := err.Error()
 		if ve, ok := errors.AsType[*certauth.VerifyError](err); ok && ve.Err != nil {

@@ -1,6 +1,7 @@
 package authz_test
 
 import (
+	"context"
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/sha256"
@@ -24,7 +25,15 @@ import (
 // and pins. Its certificates are deterministic (Ed25519 keys from the
 // name, fixed serials and validity), so a pin printed once stays right:
 //
-//	ca name=A [parent=B]                 a root, or an intermediate under B
+//	ca name=A [parent=B [cross=I]]       a root, or an intermediate under B;
+//	                                     with cross, B certifies I's name and
+//	                                     key again (a cross-certificate)
+//	revoked [CA|cert[=CODE]…]            what the server's revocation check
+//	                                     (OCSP, fetched CRLs) refuses: revoked
+//	                                     by a CRL, or with CODE the refusal
+//	                                     of that audit code (ocsp_unavailable:
+//	                                     ssl_ocsp = "require" and the
+//	                                     responder down)
 //	cert name=N issuer=A cn=CN [eku=none|server|client|any] [ku=none|agreement] [variant=K]
 //	                                     a client certificate; prints its pin
 //	trust [keyusage=require] [depth=N]   the handshake's CA sets, one per
@@ -33,12 +42,16 @@ import (
 //
 // authorize's cert=name:N[,send:CA…] presents certificate N (and the
 // intermediates named), verified as the handshake would; a refusal there
-// is printed as "handshake refuses".
+// is printed as "handshake refuses". Every chain that a line's set
+// builds anew goes through the world's revocation check, printed as
+// "revocation check".
 type certWorld struct {
-	root  *testpki.CA
-	cas   map[string]*wcert
-	certs map[string]*wcert
-	trust *certauth.Trust
+	root    *testpki.CA
+	cas     map[string]*wcert
+	certs   map[string]*wcert
+	trust   *certauth.Trust
+	revoked map[string]certauth.Reason
+	asked   []string
 }
 
 // wcert is a certificate of the world with its key.
@@ -101,8 +114,29 @@ func (w *certWorld) directive(t *testing.T, d *datadriven.TestData) string {
 		if d.HasArg("parent") {
 			d.ScanArgs(t, "parent", &parent)
 		}
-		tmpl := &x509.Certificate{Subject: pkix.Name{CommonName: "CA " + name}, IsCA: true, KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageCRLSign}
-		w.cas[name] = w.make(t, "ca "+name, tmpl, w.cas[parent])
+		subject, seed := name, name
+		if d.HasArg("cross") {
+			d.ScanArgs(t, "cross", &subject)
+			seed = subject
+		}
+		tmpl := &x509.Certificate{Subject: pkix.Name{CommonName: "CA " + subject}, IsCA: true, KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageCRLSign}
+		w.cas[name] = w.make(t, "ca "+seed, tmpl, w.cas[parent])
+		return ""
+	case "revoked":
+		w.revoked = map[string]certauth.Reason{}
+		for _, arg := range d.CmdArgs {
+			if w.cas[arg.Key] == nil && w.certs[arg.Key] == nil {
+				t.Fatalf("revoked: no CA or certificate %q", arg.Key)
+			}
+			r := certauth.CertRevoked
+			if len(arg.Vals) > 0 {
+				var ok bool
+				if r, ok = revocationReasons[arg.Vals[0]]; !ok {
+					t.Fatalf("revoked: unknown refusal %q", arg.Vals[0])
+				}
+			}
+			w.revoked[arg.Key] = r
+		}
 		return ""
 	case "cert":
 		var name, issuer, cn string
@@ -215,9 +249,68 @@ func (w *certWorld) peer(t *testing.T, specs []string, _ *authz.Snapshot) (*cert
 	return p, ""
 }
 
+// revocation is the requests' authz.RevocationCheck: it records the chain
+// it is asked about and refuses one holding a certificate the revoked
+// directive named, as the server's check refuses one that OCSP or a
+// fetched CRL says is revoked.
+func (w *certWorld) revocation(_ context.Context, chain []*x509.Certificate, set *certauth.CASet) error {
+	var names []string
+	var refusal *certauth.VerifyError
+	for i, c := range chain {
+		name := w.nameOf(c)
+		names = append(names, name)
+		r, ok := w.revoked[name]
+		if ok && refusal == nil && i < len(chain)-1 {
+			refusal = &certauth.VerifyError{Reason: r, Depth: i}
+			switch r {
+			case certauth.CertRevoked:
+				refusal.Err = fmt.Errorf("%s is listed in its issuer's CRL", name)
+			case certauth.OCSPUnavailable:
+				refusal.Err = fmt.Errorf("no answer from %s's OCSP responder (ssl_ocsp = \"require\")", name)
+			}
+		}
+	}
+	verdict := "good"
+	if refusal != nil {
+		verdict = "revoked"
+		if code := refusal.Reason.RevocationCode(); code != "" {
+			verdict = code
+		}
+	}
+	w.asked = append(w.asked, fmt.Sprintf("revocation check of %s's chain %s: %s", set.Name, strings.Join(names, " < "), verdict))
+	if refusal == nil {
+		return nil
+	}
+	return refusal
+}
+
+// revocationReasons are the refusals the revoked directive can give by
+// audit code.
+var revocationReasons = map[string]certauth.Reason{
+	"ocsp_unavailable": certauth.OCSPUnavailable,
+	"ocsp_revoked":     certauth.OCSPRevoked,
+	"crl_unavailable":  certauth.CRLUnavailable,
+}
+
+// nameOf names a certificate of the world: exactly the same DER.
+func (w *certWorld) nameOf(c *x509.Certificate) string {
+	for _, m := range []map[string]*wcert{w.cas, w.certs} {
+		for n, wc := range m {
+			if wc.cert.Equal(c) {
+				return n
+			}
+		}
+	}
+	return c.Subject.String()
+}
+
 // checks prints the line's certificate checks.
 func (w *certWorld) checks(d *authz.Decision) string {
 	var b strings.Builder
+	for _, a := range w.asked {
+		fmt.Fprintln(&b, a)
+	}
+	w.asked = nil
 	for _, c := range d.Checks {
 		if c.OK {
 			fmt.Fprintf(&b, "check %s ok: %s\n", c.Name, c.Detail)

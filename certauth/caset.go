@@ -31,6 +31,11 @@ func NewCASet(name string, v *Verifier) *CASet { return &CASet{Name: name, v: v}
 // Verifier is the set's verifier.
 func (s *CASet) Verifier() *Verifier { return s.v }
 
+// ChecksCRLs reports whether the set has CRLs configured (crl_file or
+// crl_dir; for ssl_ca_file's set, ssl_crl_file or ssl_crl_dir), so that
+// every chain it verifies has been held to OpenSSL's CRL rule.
+func (s *CASet) ChecksCRLs() bool { return s.v.crlCheck }
+
 // Verify verifies a chain as the client presented it (leaf first)
 // against this set alone, with OpenSSL's semantics (Verifier).
 func (s *CASet) Verify(certs []*x509.Certificate, now time.Time) ([]*x509.Certificate, error) {
@@ -71,13 +76,23 @@ func (t *Trust) Set(name string) *CASet {
 // handshake (ssl_client_key_usage).
 func (t *Trust) KeyUsage() KeyUsagePolicy { return t.keyUsage }
 
+// CACerts returns every certificate the CA text (and CRL file) loaded:
+// the roots, then the intermediates.
+func (v *Verifier) CACerts() []*x509.Certificate {
+	return append(v.Roots(), v.Intermediates()...)
+}
+
+// CRLDirs returns the CRL directories (ssl_crl_dir, or a set's crl_dir)
+// that verification reads on demand; nil for none.
+func (v *Verifier) CRLDirs() []string { return v.crls.dirs }
+
 // Names returns the certificates whose subjects the CertificateRequest
 // lists: every set's roots and intermediates, as PostgreSQL lists
 // ssl_ca_file's.
 func (t *Trust) Names() *x509.CertPool {
 	pool := x509.NewCertPool()
 	for _, s := range t.sets {
-		for _, c := range append(s.v.Roots(), s.v.Intermediates()...) {
+		for _, c := range s.v.CACerts() {
 			pool.AddCert(c)
 		}
 	}

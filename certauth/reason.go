@@ -1,6 +1,9 @@
 package certauth
 
-import "fmt"
+import (
+	"errors"
+	"fmt"
+)
 
 // Reason is why a client certificate chain failed verification. Its values
 // are OpenSSL's X509_V_ERR_* codes (the "error N" of `openssl verify`), so a
@@ -180,4 +183,16 @@ func (r Reason) AuditCode() string {
 		return code
 	}
 	return r.PolicyCode()
+}
+
+// AuditReason is the audit reason of a refused certificate: the
+// refusal's own code (AuditCode) when err is a *VerifyError that has one,
+// else cert_invalid. The handshake and every later check of a chain log
+// a refusal with it, so that one refusal has one reason wherever it
+// happens.
+func AuditReason(err error) string {
+	if ve, ok := errors.AsType[*VerifyError](err); ok && ve.Reason.AuditCode() != "" {
+		return ve.Reason.AuditCode()
+	}
+	return "cert_invalid"
 }

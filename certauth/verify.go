@@ -96,10 +96,7 @@ func NewVerifier(cfg Config) (*Verifier, error) {
 			err = errNoCertOrCRL
 		}
 		if err != nil {
-			if cfg.CRLDir != "" {
-				return nil, fmt.Errorf("could not load SSL certificate revocation list file \"%s\" or directory \"%s\": %w", cfg.CRLFile, cfg.CRLDir, err)
-			}
-			return nil, fmt.Errorf("could not load SSL certificate revocation list file \"%s\": %w", cfg.CRLFile, err)
+			return nil, &CRLLoadError{File: cfg.CRLFile, Dir: cfg.CRLDir, Err: err}
 		}
 		v.store = append(v.store, certs...)
 		v.crls.crls = append(v.crls.crls, crls...)
@@ -110,6 +107,27 @@ func NewVerifier(cfg Config) (*Verifier, error) {
 }
 
 var errNoCertOrCRL = errors.New("no certificate or crl found")
+
+// CRLLoadError is NewVerifier's refusal of the CRL file rather than of
+// the CA certificates, so that a caller can place it on the setting that
+// names the CRL file. Its text is be_tls_init's.
+type CRLLoadError struct {
+	File string
+	// Dir is the CRL directory configured with File, which
+	// PostgreSQL's message names too; "" for none.
+	Dir string
+	Err error
+}
+
+func (e *CRLLoadError) Error() string {
+	if e.Dir != "" {
+		return fmt.Sprintf("could not load SSL certificate revocation list file \"%s\" or directory \"%s\": %v", e.File, e.Dir, e.Err)
+	}
+	return fmt.Sprintf("could not load SSL certificate revocation list file \"%s\": %v", e.File, e.Err)
+}
+
+// Unwrap returns why the file could not be loaded.
+func (e *CRLLoadError) Unwrap() error { return e.Err }
 
 // loadBundle reads a PEM file of certificates and CRLs. A read failure is
 // reported as strerror text, as OpenSSL's BIO layer does.

@@ -2,6 +2,7 @@ package config
 
 import (
 	"bytes"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/pem"
 	"errors"
@@ -142,35 +143,59 @@ func (c *Config) keyUsagePolicy() certauth.KeyUsagePolicy {
 	return p
 }
 
+// caSource is one CA set as the configuration gives it: its certificates
+// (a PEM file, or inline text) and its CRLs, with where a load error
+// belongs.
+type caSource struct {
+	file string
+	// inline is PEM text, or PEM as base64, used instead of file; label
+	// names it in certauth's errors.
+	inline, label   string
+	crlFile, crlDir string
+	// fault places a load error: about the certificates, or (crl) about
+	// the CRL file.
+	fault func(crl bool, err error) error
+}
+
+// loadCASet is the one loader of CA sets: ssl_ca_file or ssl_ca,
+// [client_ca.NAME] tables and clientca= files, all with ssl_verify_depth.
+func (c *Config) loadCASet(src caSource) (*certauth.Verifier, error) {
+	depth := c.SSLVerifyDepth
+	cfg := certauth.Config{CAFile: src.file, CRLFile: src.crlFile, CRLDir: src.crlDir, VerifyDepth: &depth}
+	if src.inline != "" {
+		data, err := decodeInlinePEM(src.inline)
+		if err != nil {
+			return nil, src.fault(false, err)
+		}
+		cfg.CAFile, cfg.CAPEM = src.label, data
+	}
+	v, err := certauth.NewVerifier(cfg)
+	if err != nil {
+		_, crl := errors.AsType[*certauth.CRLLoadError](err)
+		return nil, src.fault(crl, err)
+	}
+	return v, nil
+}
+
 // loadDefaultCA loads ssl_ca_file or ssl_ca with ssl_crl_file and
 // ssl_crl_dir: the set of every line without clientca=. It returns nil
 // and no error when neither is set.
 func (c *Config) loadDefaultCA() (*certauth.Verifier, error) {
-	depth := c.SSLVerifyDepth
-	cfg := certauth.Config{CAFile: c.SSLCAFile, CRLFile: c.SSLCRLFile, CRLDir: c.SSLCRLDir, VerifyDepth: &depth}
-	key := "ssl_ca"
+	src := caSource{file: c.SSLCAFile, crlFile: c.SSLCRLFile, crlDir: c.SSLCRLDir}
+	key := "ssl_ca_file"
 	switch {
 	case c.SSLCA != "":
-		data, err := decodeInlinePEM(c.SSLCA)
-		if err != nil {
-			return nil, c.keyError(key, "%v", err)
-		}
-		cfg.CAFile, cfg.CAPEM = "ssl_ca", data
-	case c.SSLCAFile != "":
-		key = "ssl_ca_file"
-	default:
+		src.inline, src.label, key = c.SSLCA, "ssl_ca", "ssl_ca"
+	case c.SSLCAFile == "":
 		return nil, nil
 	}
-	v, err := certauth.NewVerifier(cfg)
-	if err != nil {
-		if cfg.CRLFile != "" && cfg.CAPEM == nil {
-			key = verifierKey(c)
-		} else if cfg.CRLFile != "" && strings.Contains(err.Error(), cfg.CRLFile) {
-			key = "ssl_crl_file"
+	src.fault = func(crl bool, err error) error {
+		if crl {
+			return c.keyError("ssl_crl_file", "%w", err)
 		}
-		return nil, c.keyError(key, "%w", err)
+		return c.keyError(key, "%w", err)
 	}
-	return v, nil
+	return c.loadCASet(src)
 }
 
 // lineSet is a CA set that pg_hba.conf lines require, with where it is
@@ -226,14 +251,11 @@ func buildTrust(cfg *Config, rt *Runtime, read fileSet) []error {
 		all = append(all, certauth.NewCASet(certauth.DefaultSet, rt.Verifier))
 	}
 	now := time.Now()
+	var loaded []loadedSet
 	for _, ls := range sets {
-		v, lineErr, keyErr := loadLineSet(cfg, ls, read)
-		if lineErr != "" {
-			errs = append(errs, &authfile.Error{File: ls.first.File, Line: ls.first.Line, Msg: lineErr})
-			continue
-		}
-		if keyErr != nil {
-			errs = append(errs, keyErr)
+		v, err := loadLineSet(cfg, ls, read)
+		if err != nil {
+			errs = append(errs, err)
 			continue
 		}
 		problems, warnings := v.SetProblems(now)
@@ -243,48 +265,92 @@ func buildTrust(cfg *Config, rt *Runtime, read fileSet) []error {
 		for _, w := range warnings {
 			rt.Warnings = append(rt.Warnings, setError(cfg, ls, w))
 		}
-		all = append(all, certauth.NewCASet(ls.name, v))
+		set := certauth.NewCASet(ls.name, v)
+		all = append(all, set)
+		loaded = append(loaded, loadedSet{ls, set})
 	}
+	rt.Warnings = append(rt.Warnings, uncoveredCAs(cfg, all, loaded)...)
 	if len(all) > 0 {
 		rt.ClientCAs = certauth.NewTrust(cfg.keyUsagePolicy(), all...)
 	}
 	return errs
 }
 
-// loadLineSet loads one set. A clientca= file's error belongs to the line
-// (lineErr); a [client_ca.NAME] table's to its key (keyErr).
-func loadLineSet(cfg *Config, ls lineSet, read fileSet) (v *certauth.Verifier, lineErr string, keyErr error) {
-	depth := cfg.SSLVerifyDepth
+// loadedSet is a line set as loaded.
+type loadedSet struct {
+	ls  lineSet
+	set *certauth.CASet
+}
+
+// uncoveredCAs warns about a line set without CRLs that holds a CA of a
+// set with CRLs. A chain is held to the CRLs of the set that verified it
+// only, so a certificate the other set's CRLs revoke still passes every
+// line that requires this one: almost certainly not what was meant.
+func uncoveredCAs(cfg *Config, all []*certauth.CASet, loaded []loadedSet) []error {
+	var out []error
+	for _, l := range loaded {
+		if l.set.ChecksCRLs() {
+			continue
+		}
+		for _, other := range all {
+			if other == l.set || !other.ChecksCRLs() {
+				continue
+			}
+			shared := sharedCA(l.set.Verifier(), other.Verifier())
+			if shared == nil {
+				continue
+			}
+			dn, _ := certauth.DistinguishedName(shared)
+			fix := "crl_file or crl_dir in its table"
+			if l.ls.table == nil {
+				fix = "a [client_ca.NAME] table with crl_file or crl_dir"
+			}
+			out = append(out, setError(cfg, l.ls, fmt.Sprintf("CA certificate (subject %q) is also in CA set %s, whose CRLs do not apply to this set: a certificate they revoke still passes the lines that require this set; give it CRLs of its own (%s)", dn, other.Name, fix)))
+			break
+		}
+	}
+	return out
+}
+
+// sharedCA returns a CA certificate of a that b holds too: the same
+// subject and key, whatever the rest of the certificate.
+func sharedCA(a, b *certauth.Verifier) *x509.Certificate {
+	bs := b.CACerts()
+	for _, c := range a.CACerts() {
+		for _, d := range bs {
+			if bytes.Equal(c.RawSubject, d.RawSubject) && bytes.Equal(c.RawSubjectPublicKeyInfo, d.RawSubjectPublicKeyInfo) {
+				return c
+			}
+		}
+	}
+	return nil
+}
+
+// loadLineSet loads one set. A clientca= file's error belongs to the
+// first line that names it; a [client_ca.NAME] table's to its key.
+func loadLineSet(cfg *Config, ls lineSet, read fileSet) (*certauth.Verifier, error) {
 	if ls.table == nil {
 		read.add(ls.name)
-		v, err := certauth.NewVerifier(certauth.Config{CAFile: ls.name, VerifyDepth: &depth})
-		if err != nil {
-			return nil, fmt.Sprintf("clientca: %v", err), nil
-		}
-		return v, "", nil
+		return cfg.loadCASet(caSource{file: ls.name, fault: func(_ bool, err error) error {
+			return &authfile.Error{File: ls.first.File, Line: ls.first.Line, Msg: fmt.Sprintf("clientca: %v", err)}
+		}})
 	}
-	t := ls.table
-	prefix := "client_ca." + strings.TrimPrefix(ls.name, "@")
-	c := certauth.Config{CAFile: t.File, CRLFile: t.CRLFile, CRLDir: t.CRLDir, VerifyDepth: &depth}
-	key := prefix + ".file"
+	t, name := ls.table, strings.TrimPrefix(ls.name, "@")
+	src := caSource{file: t.File, crlFile: t.CRLFile, crlDir: t.CRLDir}
+	field := "file"
 	if t.PEM != "" {
-		data, err := decodeInlinePEM(t.PEM)
-		if err != nil {
-			return nil, "", cfg.errorAt(toml.Key{"client_ca", strings.TrimPrefix(ls.name, "@"), "pem"}, "%v", err)
-		}
-		c.CAFile, c.CAPEM, key = prefix+".pem", data, prefix+".pem"
+		src.inline, src.label, field = t.PEM, "client_ca."+name+".pem", "pem"
 	} else {
 		read.add(t.File)
 	}
 	read.add(t.CRLFile)
-	v, err := certauth.NewVerifier(c)
-	if err != nil {
-		if t.CRLFile != "" && strings.Contains(err.Error(), "revocation list") {
-			key = prefix + ".crl_file"
+	src.fault = func(crl bool, err error) error {
+		if crl {
+			return cfg.errorAt(toml.Key{"client_ca", name, "crl_file"}, "%w", err)
 		}
-		return nil, "", cfg.errorAt(toml.Key(strings.Split(key, ".")), "%w", err)
+		return cfg.errorAt(toml.Key{"client_ca", name, field}, "%w", err)
 	}
-	return v, "", nil
+	return cfg.loadCASet(src)
 }
 
 // setError places a finding about a set's certificates: at the TOML key

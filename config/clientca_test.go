@@ -358,3 +358,69 @@ func TestInlineCAStandsForTheFile(t *testing.T) {
 		}
 	}
 }
+
+// TestCASetLoadErrorPlacement: the one CA loader places a load error at
+// the key whose file it could not load: the CA certificates' key, or the
+// CRL file's when the certificates loaded, whether they are a file or
+// inline text.
+func TestCASetLoadErrorPlacement(t *testing.T) {
+	d := newCADir(t)
+	d.write(t, "bad.crl", "not a CRL\n")
+	b64 := base64.StdEncoding.EncodeToString([]byte(d.both))
+	for _, tc := range []struct{ name, top, tables, hba, want string }{
+		{"ssl_ca with a bad ssl_crl_file", "ssl_ca = \"" + b64 + "\"\nssl_crl_file = \"bad.crl\"\n", "", "hostssl all all all cert\n",
+			`$C:6: ssl_crl_file: could not load SSL certificate revocation list file "$D/bad.crl": no certificate or crl found`},
+		{"missing ssl_ca_file with a bad ssl_crl_file", "ssl_ca_file = \"nope.crt\"\nssl_crl_file = \"bad.crl\"\n", "", "hostssl all all all cert\n",
+			`$C:5: ssl_ca_file: could not load root certificate file "$D/nope.crt": No such file or directory`},
+		{"ssl_crl_file and ssl_crl_dir", "ssl_ca_file = \"a.crt\"\nssl_crl_file = \"bad.crl\"\nssl_crl_dir = \"crl\"\n", "", "hostssl all all all cert\n",
+			`$C:6: ssl_crl_file: could not load SSL certificate revocation list file "$D/bad.crl" or directory "$D/crl": no certificate or crl found`},
+		{"table pem with a bad crl_file", "ssl_ca_file = \"a.crt\"\n", "[client_ca.a]\npem = \"" + b64 + "\"\ncrl_file = \"bad.crl\"\n", "hostssl all all all cert clientca=@a\n",
+			`$C:10: client_ca.a.crl_file: could not load SSL certificate revocation list file "$D/bad.crl": no certificate or crl found`},
+		{"missing table file with a bad crl_file", "ssl_ca_file = \"a.crt\"\n", "[client_ca.a]\nfile = \"nope.crt\"\ncrl_file = \"bad.crl\"\n", "hostssl all all all cert clientca=@a\n",
+			`$C:9: client_ca.a.file: could not load root certificate file "$D/nope.crt": No such file or directory`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rt, _, err := d.load(t, tc.top, tc.tables, tc.hba, "")
+			if rt != nil {
+				t.Errorf("a Runtime came with the errors")
+			}
+			if got, want := errorLines(err), d.subst(tc.want); got != want {
+				t.Errorf("got\n%s\nwant\n%s", got, want)
+			}
+		})
+	}
+}
+
+// TestCASetCRLCoverageWarning: a chain is held to the CRLs of the set
+// that verified it only, so a set without CRLs that holds a CA of a set
+// with CRLs lets what those CRLs revoke pass its lines: `check` warns,
+// at the line or key that gives the set.
+func TestCASetCRLCoverageWarning(t *testing.T) {
+	d := newCADir(t)
+	crl, err := d.a.CRL(nil, time.Now().Add(-time.Hour), time.Now().Add(24*time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.write(t, "a.crl", string(crl))
+	d.write(t, "a-copy.crt", d.aPEM)
+	rt, _, err := d.load(t, "ssl_ca_file = \"a.crt\"\nssl_crl_file = \"a.crl\"\n",
+		"[client_ca.x]\nfile = \"a.crt\"\ncrl_file = \"a.crl\"\n[client_ca.y]\nfile = \"b.crt\"\n[client_ca.z]\npem = \""+base64.StdEncoding.EncodeToString([]byte(d.both))+"\"\n",
+		"hostssl a all all cert clientca=a-copy.crt\n"+
+			"hostssl x all all cert clientca=@x\n"+
+			"hostssl y all all cert clientca=@y\n"+
+			"hostssl z all all cert clientca=@z\n", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, l := range strings.Split(warningLines(rt), "\n") {
+		if !strings.Contains(l, "is a pgcertgate extension") {
+			got = append(got, l)
+		}
+	}
+	want := d.subst(`$D/pg_hba.conf:1: clientca file "$D/a-copy.crt": CA certificate (subject "CN=CA A") is also in CA set ssl_ca_file, whose CRLs do not apply to this set: a certificate they revoke still passes the lines that require this set; give it CRLs of its own (a [client_ca.NAME] table with crl_file or crl_dir)
+$C:15: client_ca.z.pem: CA certificate (subject "CN=CA A") is also in CA set ssl_ca_file, whose CRLs do not apply to this set: a certificate they revoke still passes the lines that require this set; give it CRLs of its own (crl_file or crl_dir in its table)`)
+	if g := strings.Join(got, "\n"); g != want {
+		t.Errorf("warnings:\n%s\nwant:\n%s", g, want)
+	}
+}

@@ -142,6 +142,15 @@ type Config struct {
 	// SSLCRLGrace is how long past its nextUpdate a fetched CRL is still
 	// used when no newer one can be fetched. Zero (default) means none.
 	SSLCRLGrace Duration `toml:"ssl_crl_grace"`
+	// RevokedSessions is what happens to a running session whose client
+	// certificate is revoked (a CRL reload, a fetched CRL, an OCSP
+	// recheck) or expires: "keep" (default; empty means keep), as
+	// PostgreSQL, which checks at login only, or "terminate".
+	RevokedSessions string `toml:"revoked_sessions"`
+	// SSLOCSPRecheckInterval is how often running sessions' certificates
+	// are asked about again under ssl_ocsp with revoked_sessions =
+	// "terminate". Zero means 5m.
+	SSLOCSPRecheckInterval Duration `toml:"ssl_ocsp_recheck_interval"`
 
 	// AuthenticationTimeout bounds the startup packet, the TLS handshake
 	// and authentication together. Default 60s, as in PostgreSQL.
@@ -177,9 +186,21 @@ type Config struct {
 	LogFormat string `toml:"log_format"`
 	LogLevel  string `toml:"log_level"`
 
+	// RelayEngine is how authenticated sessions are relayed: "goroutine"
+	// (default; empty means goroutine), two goroutines per session over
+	// Go's poller, or "eventloop", one epoll loop per core that every
+	// session's sockets join after authentication (Linux only).
+	RelayEngine string `toml:"relay_engine"`
+
 	// ShutdownTimeout is how long SIGTERM lets sessions finish before
 	// closing them. Default 30s.
 	ShutdownTimeout Duration `toml:"shutdown_timeout"`
+	// DrainDelay is how long SIGTERM keeps accepting new sessions after
+	// /readyz has begun to fail, so that a balancer's health checks
+	// (interval × fall) take the replica out of rotation before it
+	// refuses anyone; shutdown_timeout starts after it. Zero (default)
+	// refuses new sessions at once.
+	DrainDelay Duration `toml:"drain_delay"`
 
 	// WatchFiles reloads the configuration, as SIGHUP does, when this
 	// file or any file it names changes (pg_hba.conf and pg_ident.conf
@@ -218,6 +239,14 @@ type Admin struct {
 	// (Bearer, or Basic auth with the token as password). Empty (default)
 	// turns them off; /metrics, /healthz and /readyz never need it.
 	TokenFile string `toml:"token_file"`
+	// LoginHistorySize is how many connection attempts /api/logins keeps,
+	// and CertificateInventorySize how many verified client certificates
+	// /api/certificates keeps (least recently seen out first, within
+	// 8 MiB per 10,000). Defaults 1000 and 10000, each 1..100000
+	// (config/admin_bounds.go); zero, only in a Config not made by
+	// Parse, means the default. A reload resizes both, keeping the newest.
+	LoginHistorySize         int `toml:"login_history_size"`
+	CertificateInventorySize int `toml:"certificate_inventory_size"`
 }
 
 // Backend describes how pgcertgate reaches the PostgreSQL it fronts.
@@ -283,6 +312,10 @@ func Defaults() Config {
 		LogFormat:             "text",
 		LogLevel:              "info",
 		ShutdownTimeout:       Duration{30 * time.Second},
+		Admin: Admin{
+			LoginHistorySize:         DefaultLoginHistorySize,
+			CertificateInventorySize: DefaultCertificateInventorySize,
+		},
 		Backend: Backend{
 			ConnectTimeout:   Duration{10 * time.Second},
 			ReuseIdleTimeout: Duration{60 * time.Second},
@@ -348,6 +381,7 @@ func (c *Config) validate() []error {
 	bad := func(key, format string, args ...any) {
 		errs = append(errs, c.keyError(key, format, args...))
 	}
+	errs = append(errs, c.validateRelayEngine()...)
 	if c.Port < 1 || c.Port > 65535 {
 		bad("port", "%d is outside the valid range 1..65535", c.Port)
 	}
@@ -425,6 +459,7 @@ func (c *Config) validate() []error {
 	errs = append(errs, c.validateProxyProtocol()...)
 	errs = append(errs, c.validateCluster()...)
 	errs = append(errs, c.validateLedger()...)
+	errs = append(errs, c.validateAdminBounds()...)
 	return errs
 }
 
@@ -434,7 +469,8 @@ func (c *Config) validate() []error {
 // does not depend on the directory pgcertgate was started in.
 func (c *Config) resolvePaths() {
 	dir := filepath.Dir(c.Path)
-	for _, p := range []*string{&c.HBAFile, &c.IdentFile, &c.SSLCertFile, &c.SSLKeyFile, &c.SSLCAFile, &c.SSLCRLFile, &c.SSLCRLDir, &c.Admin.TokenFile} {
+	for _, p := range []*string{&c.HBAFile, &c.IdentFile, &c.SSLCertFile, &c.SSLKeyFile, &c.SSLCAFile, &c.SSLCRLFile, &c.SSLCRLDir, &c.Admin.TokenFile,
+		&c.Cluster.PeerSSLCertFile, &c.Cluster.PeerSSLKeyFile, &c.Cluster.PeerSSLCAFile} {
 		if *p != "" && !filepath.IsAbs(*p) {
 			*p = filepath.Join(dir, *p)
 		}

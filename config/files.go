@@ -42,14 +42,16 @@ func (s fileSet) fs() authfile.FileSystem {
 
 // list returns, sorted, what the tokenizer reached together with the
 // configuration file, pg_hba.conf, pg_ident.conf and the certificate, key,
-// CA and CRL files. ssl_crl_dir is left out: it is read at every
-// verification, so its changes apply without a reload.
+// CA and CRL files, the peer channel's included. ssl_crl_dir is left
+// out: it is read at every verification, so its changes apply without a
+// reload.
 func (s fileSet) list(cfg *Config) []string {
 	all := fileSet{}
 	for p := range s {
 		all.add(p)
 	}
-	for _, p := range []string{cfg.Path, cfg.HBAFile, cfg.IdentFile, cfg.SSLCertFile, cfg.SSLKeyFile, cfg.SSLCAFile, cfg.SSLCRLFile} {
+	for _, p := range []string{cfg.Path, cfg.HBAFile, cfg.IdentFile, cfg.SSLCertFile, cfg.SSLKeyFile, cfg.SSLCAFile, cfg.SSLCRLFile,
+		cfg.Cluster.PeerSSLCertFile, cfg.Cluster.PeerSSLKeyFile, cfg.Cluster.PeerSSLCAFile} {
 		all.add(p)
 	}
 	out := make([]string, 0, len(all))

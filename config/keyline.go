@@ -12,7 +12,6 @@ import (
 
 	"github.com/BurntSushi/toml"
 
-	"github.com/pgcertgate/pgcertgate/certauth"
 	"github.com/pgcertgate/pgcertgate/internal/authfile"
 )
 
@@ -231,15 +230,4 @@ var typeNames = map[string]string{
 	"Array":     "an array",
 	"Hash":      "a table",
 	"ArrayHash": "an array of tables",
-}
-
-// verifierKey names the key whose file certauth.NewVerifier refused: the
-// CRL file when the CA file loads by itself, else the CA file.
-func verifierKey(cfg *Config) string {
-	if cfg.SSLCRLFile != "" {
-		if _, err := certauth.NewVerifier(certauth.Config{CAFile: cfg.SSLCAFile}); err == nil {
-			return "ssl_crl_file"
-		}
-	}
-	return "ssl_ca_file"
 }

@@ -12,7 +12,32 @@ const (
 	defaultOCSPTimeout     = 3 * time.Second
 	defaultOCSPCacheMaxAge = time.Hour
 	defaultCRLFetchMaxSize = 10 << 20
+	// defaultOCSPRecheckInterval: a revoked certificate's sessions end
+	// within minutes without a request per session every few seconds.
+	defaultOCSPRecheckInterval = 5 * time.Minute
 )
+
+// Bounds of ssl_ocsp_recheck_interval: below a second the rechecks would
+// be a load on the responder, not a safeguard; past a day a session
+// outlives the point of rechecking it.
+const (
+	minOCSPRecheckInterval = time.Second
+	maxOCSPRecheckInterval = 24 * time.Hour
+)
+
+// OCSPRecheckInterval is ssl_ocsp_recheck_interval with its default
+// applied.
+func (c *Config) OCSPRecheckInterval() time.Duration {
+	if c.SSLOCSPRecheckInterval.Duration == 0 {
+		return defaultOCSPRecheckInterval
+	}
+	return c.SSLOCSPRecheckInterval.Duration
+}
+
+// TerminateRevokedSessions reports whether revoked_sessions is
+// "terminate": running sessions end when their certificate is revoked or
+// expires.
+func (c *Config) TerminateRevokedSessions() bool { return c.RevokedSessions == "terminate" }
 
 // OCSPTimeout is ssl_ocsp_timeout with its default applied.
 func (c *Config) OCSPTimeout() time.Duration {
@@ -77,6 +102,14 @@ func (c *Config) validateRevocation() []error {
 	enabled := c.OCSPMode() != "off" || c.SSLCRLFetch
 	if t := c.OCSPTimeout(); enabled && t >= c.AuthenticationTimeout.Duration && c.AuthenticationTimeout.Duration > 0 {
 		bad("ssl_ocsp_timeout", "%s must be shorter than authentication_timeout (%s), which bounds the whole handshake", t, c.AuthenticationTimeout.Duration)
+	}
+	switch c.RevokedSessions {
+	case "", "keep", "terminate":
+	default:
+		bad("revoked_sessions", "%q (keep or terminate)", c.RevokedSessions)
+	}
+	if d := c.SSLOCSPRecheckInterval.Duration; d != 0 && (d < minOCSPRecheckInterval || d > maxOCSPRecheckInterval) {
+		bad("ssl_ocsp_recheck_interval", "%s (must be between %s and %s)", d, minOCSPRecheckInterval, maxOCSPRecheckInterval)
 	}
 	if c.SSLCRLFetchMaxSize < 0 {
 		bad("ssl_crl_fetch_max_size", "%d (must be 0 or more)", c.SSLCRLFetchMaxSize)

@@ -34,6 +34,9 @@ type Runtime struct {
 	// clientca= (clientca.go). Nil when there is none, in which case no
 	// client certificate is requested.
 	ClientCAs *certauth.Trust
+	// PeerTLS is the peer channel's certificate and CA with [cluster]
+	// peer_ssl = "require"; nil otherwise.
+	PeerTLS *PeerTLS
 	// Backend is the template for backend connections. User, Database and
 	// RuntimeParams are filled per client on a copy.
 	Backend *pgconn.Config
@@ -112,6 +115,13 @@ func build(cfg *Config, read fileSet) (*Runtime, error) {
 		rt.Verifier = v
 	}
 	errs = append(errs, buildTrust(cfg, rt, read)...)
+
+	rt.Warnings = append(rt.Warnings, cfg.clusterWarnings()...)
+	if pt, perrs := cfg.loadPeerTLS(); perrs != nil {
+		errs = append(errs, perrs...)
+	} else {
+		rt.PeerTLS = pt
+	}
 
 	if b, err := ParseBackendDSN(cfg.Backend.DSN); err != nil {
 		errs = append(errs, cfg.keyError("backend.dsn", "%w", err))

@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -34,6 +35,13 @@ type clusterReplica struct {
 // [cluster] replica_id = its index and the others as peers.
 func startReplicas(t *testing.T, w *world, n int) []*clusterReplica {
 	t.Helper()
+	return startReplicasWith(t, w, n, nil)
+}
+
+// startReplicasWith is startReplicas with more [cluster] settings for
+// replica i from cluster(i), when cluster is not nil.
+func startReplicasWith(t *testing.T, w *world, n int, cluster func(i int) string) []*clusterReplica {
+	t.Helper()
 	base, err := os.ReadFile(w.cfgPath)
 	if err != nil {
 		t.Fatal(err)
@@ -57,6 +65,9 @@ func startReplicas(t *testing.T, w *world, n int) []*clusterReplica {
 		// requester's connection, not how soon the cancel acts; it is
 		// generous here because this machine's cores are shared.
 		cfg := fmt.Sprintf("%s\n[cluster]\nreplica_id = %d\npeers = [%s]\ncancel_forward_timeout = \"5s\"\n", base, i, strings.Join(peers, ", "))
+		if cluster != nil {
+			cfg += cluster(i) + "\n"
+		}
 		if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
 			t.Fatal(err)
 		}
@@ -96,7 +107,7 @@ func cancelCounts(t *testing.T, reps []*clusterReplica) map[string]float64 {
 	out := map[string]float64{}
 	for _, r := range reps {
 		fams := opsScrape(t, r.adminURL)
-		for _, res := range []string{"received", "delivered", "forwarded", "unknown", "failed"} {
+		for _, res := range []string{"received", "delivered", "forwarded", "unknown", "failed", "refused"} {
 			v, _ := opsValue(fams, "pgcertgate_cancel_requests_total", map[string]string{"result": res})
 			out[res] += v
 		}
@@ -161,12 +172,18 @@ func TestHAProxyCancelAcrossReplicas(t *testing.T) {
 			misrouted := delta["forwarded"] / 2
 			t.Logf("%d sessions cancelled through HAProxy; slowest %v (straight to PostgreSQL: %v); %v of %d cancels landed on another replica; counters %v",
 				sessions, slowest.Round(time.Millisecond), direct.Round(time.Millisecond), misrouted, sessions, delta)
-			// 2 s is the goal on an idle machine. When the cores are
-			// shared and PostgreSQL alone needs longer, the bound is
-			// three times what PostgreSQL needed: HAProxy and two hops
-			// of pgcertgate (built with -race under make test) share
-			// the same cores.
-			if limit := max(2*time.Second, 3*direct); slowest > limit {
+			// 2 s is the goal. What PostgreSQL needs for 60 cancels
+			// (a process forked for each) is out of pgcertgate's
+			// hands: when the shared cores make that alone longer,
+			// pgcertgate may add at most 1 s to it (measured: about
+			// 0.1 s). Built with -race (make test), each hop, TLS
+			// handshake and all, costs several times its CPU, and
+			// the bound is three times PostgreSQL's.
+			limit := max(2*time.Second, direct+time.Second)
+			if fleetRace {
+				limit = max(2*time.Second, 3*direct)
+			}
+			if slowest > limit {
 				t.Errorf("slowest cancel took %v, want at most %v", slowest, limit)
 			}
 			if delta["delivered"] != sessions || delta["failed"] != 0 {
@@ -260,11 +277,10 @@ func cancelRound(ctx context.Context, t *testing.T, w *world, connect func(conte
 	for err := range failures {
 		t.Error(err)
 	}
-	var slowest time.Duration
-	for _, d := range took {
-		slowest = max(slowest, d)
-	}
-	return slowest
+	sorted := slices.Sorted(slices.Values(took))
+	t.Logf("cancel round of %d: median %v, 90th percentile %v, slowest %v", n,
+		sorted[n/2].Round(time.Millisecond), sorted[n*9/10].Round(time.Millisecond), sorted[n-1].Round(time.Millisecond))
+	return sorted[n-1]
 }
 
 // TestCancelForwardingBounds: a cancel for a session no replica holds

@@ -341,20 +341,25 @@ func TestOCSP(t *testing.T) {
 }
 
 // crlServer is a CRL distribution point over HTTP: it serves whatever CRL
-// the test last set, and reports each download.
+// the test last set (for a path given to setPath, that path's), and
+// reports each download.
 type crlServer struct {
 	mu      sync.Mutex
 	crl     []byte
+	paths   map[string][]byte
 	version int
 	served  chan int // the version served, per download
 	srv     *httptest.Server
 }
 
 func newCRLServer(t *testing.T) *crlServer {
-	s := &crlServer{served: make(chan int, 100)}
+	s := &crlServer{served: make(chan int, 100), paths: map[string][]byte{}}
 	s.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.mu.Lock()
 		crl, v := s.crl, s.version
+		if c, ok := s.paths[r.URL.Path]; ok {
+			crl = c
+		}
 		s.mu.Unlock()
 		_, _ = w.Write(crl)
 		select {
@@ -369,6 +374,15 @@ func newCRLServer(t *testing.T) *crlServer {
 func (s *crlServer) set(crl []byte) {
 	s.mu.Lock()
 	s.crl = crl
+	s.version++
+	s.mu.Unlock()
+}
+
+// setPath serves crl at path (as "/b.crl"), for several distribution
+// points on one server.
+func (s *crlServer) setPath(path string, crl []byte) {
+	s.mu.Lock()
+	s.paths[path] = crl
 	s.version++
 	s.mu.Unlock()
 }

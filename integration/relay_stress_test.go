@@ -23,7 +23,7 @@ import (
 // the suite.
 func TestRelayStress(t *testing.T) {
 	w := sessionWorld(t)
-	stress(t, w, 12, 60)
+	forEachRelayEngine(t, w, func(t *testing.T) { stress(t, w, 12, 60) })
 }
 
 // stress runs sessions × ops random operations as alice through the proxy.

@@ -67,7 +67,10 @@ func replTool(t *testing.T, w *world, name string) string {
 }
 
 func TestReplication(t *testing.T) {
-	w := replWorld(t)
+	forEachRelayEngineWorld(t, replWorld, testReplication)
+}
+
+func testReplication(t *testing.T, w *world) {
 
 	t.Run("IDENTIFY_SYSTEM over replication=true", func(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)

@@ -31,7 +31,10 @@ func sessionWorld(t *testing.T) *world {
 }
 
 func TestSessions(t *testing.T) {
-	w := sessionWorld(t)
+	forEachRelayEngineWorld(t, sessionWorld, testSessions)
+}
+
+func testSessions(t *testing.T, w *world) {
 
 	t.Run("psql cert login", func(t *testing.T) {
 		out, err := psql(t, w.conninfo(proxy, conn{user: "alice", database: "app", cert: "alice"}),

@@ -15,6 +15,7 @@ func (c *clientConn) authenticate(ctx context.Context, si *startupInfo) (*hba.En
 		Addr:        c.addr,
 		SSL:         c.ssl,
 		Peer:        c.peer,
+		Revocation:  c.checkSetRevocation,
 		User:        si.user,
 		Database:    si.database,
 		Replication: si.replication == replicationPhysical,

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/subtle"
+	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"io"
@@ -167,6 +168,9 @@ type cancelPeers struct {
 	// slots bounds the forwards in flight.
 	slots chan struct{}
 
+	// lookup resolves peers_dns: net.DefaultResolver's, or a test's.
+	lookup func(ctx context.Context, host string) ([]string, error)
+
 	mu       sync.Mutex
 	dnsName  string
 	dnsAt    time.Time
@@ -174,7 +178,7 @@ type cancelPeers struct {
 }
 
 func newCancelPeers() *cancelPeers {
-	return &cancelPeers{slots: make(chan struct{}, maxCancelForwards)}
+	return &cancelPeers{slots: make(chan struct{}, maxCancelForwards), lookup: net.DefaultResolver.LookupHost}
 }
 
 // targets lists the peers a cancel goes to, at most maxCancelFanout.
@@ -192,12 +196,12 @@ func (p *cancelPeers) targets(cfg *config.Config, timeout time.Duration) []strin
 			// every other cancel behind it.
 			host, port, _ := net.SplitHostPort(name)
 			ctx, cancel := context.WithTimeout(context.Background(), timeout)
-			addrs, err := net.DefaultResolver.LookupHost(ctx, host)
+			addrs, err := p.lookup(ctx, host)
 			cancel()
 			p.mu.Lock()
 			if err == nil || p.dnsName != name {
 				p.dnsAddrs = p.dnsAddrs[:0]
-				for _, a := range addrs {
+				for _, a := range oneFamily(addrs) {
 					p.dnsAddrs = append(p.dnsAddrs, net.JoinHostPort(a, port))
 				}
 				p.dnsName = name
@@ -215,12 +219,40 @@ func (p *cancelPeers) targets(cfg *config.Config, timeout time.Duration) []strin
 	return list
 }
 
+// oneFamily keeps the IPv4 addresses of a name's resolution when it has
+// any, else all of them, each once. In a dual-stack cluster a headless
+// Service names each pod by both its IPv4 and its IPv6 address: forwarded
+// to both, one cancel would reach the session's replica twice, and the
+// second could cancel the query the client sends after the first was
+// cancelled.
+func oneFamily(addrs []string) []string {
+	ips := make([]netip.Addr, 0, len(addrs))
+	has4 := false
+	for _, a := range addrs {
+		if ip, err := netip.ParseAddr(a); err == nil {
+			ips = append(ips, ip.Unmap())
+			has4 = has4 || ip.Unmap().Is4()
+		}
+	}
+	var out []string
+	for _, ip := range ips {
+		if has4 && !ip.Is4() || slices.Contains(out, ip.String()) {
+			continue
+		}
+		out = append(out, ip.String())
+	}
+	return out
+}
+
 // routeCancel handles a CancelRequest that reached this replica: deliver
 // it when the session is here, forward it once to the peers when its key
 // names another replica, drop it otherwise. Nothing is ever answered.
 func (s *Server) routeCancel(c *clientConn, req cancelRequest) {
 	m := s.metrics
 	m.cancel("received")
+	if !s.forwardedCancelAllowed(c) {
+		return
+	}
 	switch s.cancels.forward(req, s.log) {
 	case cancelDelivered:
 		m.cancel("delivered")
@@ -230,17 +262,24 @@ func (s *Server) routeCancel(c *clientConn, req cancelRequest) {
 		return
 	}
 	cfg := c.state.rt.Config
-	if !cfg.ClusterOn() || c.forwardedCancel || keyReplica(req.key) == cfg.ReplicaIDValue() {
+	if !cfg.ClusterOn() || c.forwardedCancel || c.peerChannel || keyReplica(req.key) == cfg.ReplicaIDValue() {
 		m.cancel("unknown")
 		return
 	}
 	timeout := cfg.CancelForwardTimeout()
-	peers := s.peers.targets(cfg, timeout)
+	// peers_dns names every replica, this one included, and a static
+	// list may be the same on every replica: a cancel sent back to
+	// this replica would only be dropped, at the cost of a slot.
+	peers := withoutSelf(s.peers.targets(cfg, timeout), s.ownAddrs())
 	if len(peers) == 0 {
 		m.cancel("unknown")
 		return
 	}
 	src := netip.AddrPortFrom(c.addr, c.port)
+	var peerTLS *tls.Config
+	if pt := c.state.rt.PeerTLS; pt != nil {
+		peerTLS = peerClientTLS(pt)
+	}
 	var wg sync.WaitGroup
 	for _, peer := range peers {
 		select {
@@ -254,7 +293,7 @@ func (s *Server) routeCancel(c *clientConn, req cancelRequest) {
 		go func() {
 			defer wg.Done()
 			defer func() { <-s.peers.slots }()
-			if err := forwardCancel(peer, src, req, timeout); err != nil {
+			if err := forwardCancel(peer, src, req, timeout, peerTLS, cfg.ProxyTrusted); err != nil {
 				m.cancel("failed")
 				s.log.Warn("could not forward cancel request to a peer", slog.String("peer", peer), slog.String("error", err.Error()))
 				return
@@ -268,10 +307,61 @@ func (s *Server) routeCancel(c *clientConn, req cancelRequest) {
 	wg.Wait()
 }
 
+// ownAddrs lists the addresses this replica's TCP listeners answer on: a
+// listener on an unspecified address (0.0.0.0, ::) answers on every
+// interface address with its port.
+func (s *Server) ownAddrs() map[netip.AddrPort]bool {
+	s.mu.Lock()
+	var addrs []netip.AddrPort
+	for ln := range s.listeners {
+		if ap, err := netip.ParseAddrPort(ln.Addr().String()); err == nil {
+			addrs = append(addrs, ap)
+		}
+	}
+	s.mu.Unlock()
+	own := make(map[netip.AddrPort]bool)
+	var ifaces []netip.Prefix
+	for _, ap := range addrs {
+		if !ap.Addr().IsUnspecified() {
+			own[netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())] = true
+			continue
+		}
+		if ifaces == nil {
+			ifaces, _ = localPrefixes()
+		}
+		for _, p := range ifaces {
+			own[netip.AddrPortFrom(p.Addr(), ap.Port())] = true
+		}
+	}
+	return own
+}
+
+// withoutSelf drops from peers the addresses in own. Peers named by host
+// name are kept: only an address can be told to be this replica's.
+func withoutSelf(peers []string, own map[netip.AddrPort]bool) []string {
+	out := peers[:0:0]
+	for _, p := range peers {
+		if ap, err := netip.ParseAddrPort(p); err == nil && own[netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())] {
+			continue
+		}
+		out = append(out, p)
+	}
+	return out
+}
+
 // forwardCancel sends req to one peer: a PROXY v2 header carrying the
-// client's address and the forwarded mark, then the CancelRequest; it
-// then waits for the peer to close, which it does once it has acted.
-func forwardCancel(peer string, src netip.AddrPort, req cancelRequest, timeout time.Duration) error {
+// client's address and the forwarded mark, then the CancelRequest, over
+// the peer channel's TLS when peerTLS is set; it then waits for the peer
+// to close, which it does once it has acted.
+//
+// On the peer channel the certificate says the cancel is forwarded, and
+// the header is sent only where the peer requires one. A replica requires
+// it exactly from a source address in proxy_protocol_trusted
+// (acceptProxyHeader), and the source it sees is this connection's local
+// address: trusted answers for that address, with the configuration the
+// replicas share. Without TLS the header's mark is the only sign, and it
+// is always sent.
+func forwardCancel(peer string, src netip.AddrPort, req cancelRequest, timeout time.Duration, peerTLS *tls.Config, trusted func(netip.Addr) bool) error {
 	deadline := time.Now().Add(timeout)
 	conn, err := net.DialTimeout("tcp", peer, timeout)
 	if err != nil {
@@ -280,16 +370,32 @@ func forwardCancel(peer string, src netip.AddrPort, req cancelRequest, timeout t
 	defer conn.Close()
 	_ = conn.SetDeadline(deadline)
 	dst, _ := netip.ParseAddrPort(conn.RemoteAddr().String())
-	buf := forwardedCancelHeader(src, dst)
+	local, _ := netip.ParseAddrPort(conn.LocalAddr().String())
+	var buf []byte
+	if peerTLS == nil || trusted(local.Addr()) {
+		buf = forwardedCancelHeader(src, dst)
+	}
+	var rw net.Conn = conn
+	if peerTLS != nil {
+		if len(buf) > 0 {
+			if _, err := conn.Write(buf); err != nil {
+				return err
+			}
+		}
+		if rw, err = startPeerTLS(conn, peerTLS); err != nil {
+			return err
+		}
+		buf = nil
+	}
 	buf, err = (&pgproto3.CancelRequest{ProcessID: req.pid, SecretKey: req.key}).Encode(buf)
 	if err != nil {
 		return err
 	}
-	if _, err := conn.Write(buf); err != nil {
+	if _, err := rw.Write(buf); err != nil {
 		return err
 	}
 	var one [1]byte
-	if _, err := conn.Read(one[:]); err != nil && !errors.Is(err, io.EOF) {
+	if _, err := rw.Read(one[:]); err != nil && !errors.Is(err, io.EOF) {
 		return err
 	}
 	return nil
@@ -325,9 +431,9 @@ func forwardedCancelHeader(src, dst netip.AddrPort) []byte {
 
 func newCancelCounter(ns string) *prometheus.CounterVec {
 	v := prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "cancel_requests_total",
-		Help: "CancelRequests by result: received (every one), delivered (to this replica's backend), forwarded (to a peer, once per peer), unknown (no session here and nowhere to forward), failed (backend or peer unreachable, or too many forwards in flight)."},
+		Help: "CancelRequests by result: received (every one), delivered (to this replica's backend), forwarded (to a peer, once per peer), unknown (no session here and nowhere to forward), failed (backend or peer unreachable, or too many forwards in flight), refused (marked forwarded but not over the verified peer channel, with peer_ssl = require)."},
 		[]string{"result"})
-	for _, r := range []string{"received", "delivered", "forwarded", "unknown", "failed"} {
+	for _, r := range []string{"received", "delivered", "forwarded", "unknown", "failed", "refused"} {
 		v.WithLabelValues(r)
 	}
 	return v

@@ -49,8 +49,17 @@ type clientConn struct {
 	// forwardedCancel: a peer replica's PROXY header marked this
 	// connection as a forwarded cancel, never to be forwarded again.
 	forwardedCancel bool
+	// peerChannel: the TLS handshake negotiated the peer channel and
+	// verified a peer replica's certificate (peertls.go).
+	peerChannel bool
 	// authIdentity is the certificate name authentication accepted.
 	authIdentity string
+	// crlGen is the session watch's generation when the connection
+	// began, read before its handshake checks revocation (revsess.go).
+	crlGen uint64
+	// exit is the work handle and serve defer to the connection's end,
+	// which an event loop's session reaches after they return (relay.go).
+	exit *connExit
 }
 
 func (c *clientConn) note(attrs ...slog.Attr) { c.attrs = append(c.attrs, attrs...) }
@@ -60,6 +69,9 @@ func (c *clientConn) note(attrs ...slog.Attr) { c.attrs = append(c.attrs, attrs.
 // when a session ran.
 func (c *clientConn) serve(ctx context.Context) {
 	defer c.raw.Close()
+	// Before the handshake: a reload or fetched CRL's update from now on
+	// makes the session, once live, rechecked (sessionWatch.add).
+	c.crlGen = c.srv.ext.watch.generation()
 	cfg := c.state.rt.Config
 	// authentication_timeout covers the startup packet, the TLS handshake
 	// and authentication, as in PostgreSQL; the relay clears it.
@@ -90,7 +102,7 @@ func (c *clientConn) serve(ctx context.Context) {
 		slog.Duration("duration", elapsed))
 	c.srv.log.LogAttrs(ctx, slog.LevelInfo, "connection authorized", attrs...)
 	c.observeLogin(attrs, elapsed)
-	defer c.srv.releaseSession()
+	defer c.exit.atExit(c.srv.releaseSession)
 	c.onAuthenticated()
 	// What only authentication needed goes now, not at the end of a
 	// session that may last for days: the audit attributes (logged
@@ -162,10 +174,14 @@ func (c *clientConn) establish(ctx context.Context) (*session, error) {
 	if err := refuseForgedIdentity(si); err != nil {
 		return nil, err
 	}
-	// max_connections counts sessions past the startup packet, and the
-	// refusal goes out after TLS and the startup packet, as in PostgreSQL.
-	if !c.srv.acquireSession() {
-		return nil, fatal(codeTooManyConnections, "too_many_connections", "sorry, too many clients already")
+	if err := c.refusePeerChannelStartup(); err != nil {
+		return nil, err
+	}
+	// A draining replica refuses new sessions where PostgreSQL checks
+	// canAcceptConnections, and max_connections counts sessions: after
+	// TLS and the startup packet, as in PostgreSQL (drain.go).
+	if err := c.srv.admitSession(); err != nil {
+		return nil, err
 	}
 	ok := false
 	defer func() {
@@ -280,6 +296,7 @@ func (c *clientConn) startTLS(direct bool) error {
 	c.ssl = true
 	c.conn = tc
 	c.r = newStartupReader(tc)
+	c.peerChannel = cs.NegotiatedProtocol == alpnPeer
 	c.note(slog.String("tls_version", tlsVersionName(cs.Version)),
 		slog.String("tls_cipher", tls.CipherSuiteName(cs.CipherSuite)),
 		slog.String("alpn", cs.NegotiatedProtocol))

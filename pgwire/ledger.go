@@ -28,6 +28,9 @@ type serverExt struct {
 	logins LoginRecorder
 	// live lists the sessions being relayed.
 	live liveSessions
+	// watch ends sessions whose client certificate is revoked or
+	// expires (revsess.go).
+	watch *sessionWatch
 }
 
 // LoginRecorder receives every connection attempt, as the audit log
@@ -61,6 +64,9 @@ type sessionMeta struct {
 	reused bool
 	// ledger is the session's row; nil without the ledger.
 	ledger *ledger.Entry
+	// certs is what rechecks of the client chain need (revsess.go); nil
+	// without a verified client certificate.
+	certs *sessionCerts
 }
 
 // recordLedger writes the session's ledger row, after the backend has
@@ -73,6 +79,7 @@ func (c *clientConn) recordLedger(ctx context.Context, s *session, si *startupIn
 	s.meta = sessionMeta{identity: c.authIdentity, reused: s.meta.reused}
 	if c.peer != nil {
 		s.meta.fingerprint = c.peer.Fingerprint()
+		s.meta.certs = newSessionCerts(c.peer)
 	}
 	l := c.srv.ext.ledger
 	if l == nil || si.replication != replicationNone {
@@ -121,9 +128,11 @@ func (c *clientConn) startLive(s *session, ctl *sessionControl) *liveSession {
 			Client: c.clientHost(), Start: time.Now(), BackendPID: s.cancel.pid, Reused: s.meta.reused,
 		},
 		fingerprint: s.meta.fingerprint,
+		certs:       s.meta.certs,
 		ctl:         ctl,
 	}
 	c.srv.ext.live.add(ls)
+	c.srv.ext.watch.add(ls, c.crlGen, c.state)
 	return ls
 }
 
@@ -131,6 +140,7 @@ func (c *clientConn) startLive(s *session, ctl *sessionControl) *liveSession {
 // waits on ended.
 func (c *clientConn) endLive(s *session, ls *liveSession) {
 	c.srv.ext.live.remove(ls.info.ID)
+	c.srv.ext.watch.remove(ls)
 	s.meta.ledger.Release()
 	close(ls.ctl.ended)
 }

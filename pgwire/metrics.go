@@ -56,7 +56,8 @@ type Metrics struct {
 	serverNotAfter *prometheus.Desc
 	caNotAfter     *prometheus.Desc
 	crlNextUpdate  *prometheus.Desc
-	rev            *revocationMetrics // OCSP and fetched CRLs
+	rev            *revocationMetrics     // OCSP and fetched CRLs
+	revsess        *prometheus.CounterVec // sessions ended for their certificate (metrics_revsess.go)
 
 	// current returns the configuration in force, for the expiry gauges.
 	current func() *state
@@ -111,6 +112,7 @@ func newMetrics(current func() *state) *Metrics {
 		rev:     newRevocationMetrics(),
 	}
 	m.cancels = newCancelCounter(ns)
+	m.revsess = newSessionsEndedCounter(ns)
 	m.bytes = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "relayed_bytes_total",
 		Help: "Bytes relayed by ended sessions: in = client to backend, out = backend to client."}, []string{"direction"})
 	m.bytesIn = m.bytes.WithLabelValues("in")
@@ -127,7 +129,7 @@ func newMetrics(current func() *state) *Metrics {
 // collectors are the metrics with fixed descriptors.
 func (m *Metrics) collectors() []prometheus.Collector {
 	return []prometheus.Collector{m.acceptedTotal, m.active, m.closed, m.sessions, m.auth, m.tlsFailures,
-		m.authLatency, m.backendLatency, m.bytes, m.reloads, m.reloadOK, m.reloadTime, m.rev, m.cancels}
+		m.authLatency, m.backendLatency, m.bytes, m.reloads, m.reloadOK, m.reloadTime, m.rev, m.cancels, m.revsess, caSetCollector{m.current, m.crlDirExpiry}}
 }
 
 // Describe implements prometheus.Collector.
@@ -156,16 +158,7 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 		// Two certificates with the same subject and serial (a CA file
 		// listing one twice, or a careless re-issue) share a series; the
 		// earlier expiry is the one to alert on.
-		type key struct{ subject, serial string }
-		notAfter := make(map[key]time.Time)
-		for _, c := range append(v.Roots(), v.Intermediates()...) {
-			dn, _ := certauth.DistinguishedName(c)
-			k := key{dn, c.SerialNumber.String()}
-			if t, ok := notAfter[k]; !ok || c.NotAfter.Before(t) {
-				notAfter[k] = c.NotAfter
-			}
-		}
-		for k, t := range notAfter {
+		for k, t := range caExpiries(v) {
 			ch <- prometheus.MustNewConstMetric(m.caNotAfter, prometheus.GaugeValue, unixSeconds(t), k.subject, k.serial)
 		}
 	}
@@ -213,7 +206,9 @@ func (m *Metrics) crlDirExpiry(dirs string) map[string]time.Time {
 	m.crlMu.Lock()
 	defer m.crlMu.Unlock()
 	live := make(map[string]bool)
+	scanned := make(map[string]bool)
 	for _, dir := range strings.Split(dirs, ":") {
+		scanned[filepath.Clean(dir)] = true
 		entries, err := os.ReadDir(dir)
 		if err != nil {
 			continue
@@ -244,8 +239,10 @@ func (m *Metrics) crlDirExpiry(dirs string) map[string]time.Time {
 			}
 		}
 	}
+	// Only the directories read here: each CA set's crl_dir is read by
+	// a call of its own (caSetCollector).
 	for path := range m.crlDir {
-		if !live[path] {
+		if scanned[filepath.Dir(path)] && !live[path] {
 			delete(m.crlDir, path)
 		}
 	}
@@ -311,11 +308,8 @@ func (m *Metrics) ReloadFailed() {
 // certificate that failed verification, or any other TLS failure (whose
 // finer cause is the metric label below).
 func tlsAuditReason(err error) string {
-	if ve, ok := errors.AsType[*certauth.VerifyError](err); ok {
-		if code := ve.Reason.AuditCode(); code != "" {
-			return code
-		}
-		return "cert_invalid"
+	if _, ok := errors.AsType[*certauth.VerifyError](err); ok {
+		return certauth.AuditReason(err)
 	}
 	return "tls_handshake_failed"
 }

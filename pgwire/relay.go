@@ -7,10 +7,13 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/pgcertgate/pgcertgate/config"
 )
 
 // relayBufSize is the copy buffer. 32 KiB holds two full TLS records from
@@ -289,7 +292,126 @@ func relayWith(client net.Conn, pending []byte, backend net.Conn, t *sessionTrac
 	return up.n.Load(), down.n.Load(), false
 }
 
-// runSession relays an authenticated session and logs its end.
+// relayResult is how a relay ended: the bytes moved each way, and the
+// backend connection to keep when keep is true (the event loop hands back
+// a new net.Conn over the same socket).
+type relayResult struct {
+	in, out int64
+	keep    bool
+	kept    net.Conn
+}
+
+// startRelay relays on the named relay engine (config.RelayEventLoop or
+// the goroutine relay). When an event loop takes the session it returns
+// at once with detached true, and done is called with the outcome once
+// the loop has let go, on a goroutine of its own (never the loop's).
+// Otherwise (the goroutine relay, or a session the event loop cannot
+// take, see relayEvents) it relays with goroutines and returns the
+// outcome; done is not called. setBackend, when set, is told of the
+// connection a fast shutdown must close to end the session.
+func startRelay(engine string, client net.Conn, pending []byte, backend net.Conn, t *sessionTracker, ctl *sessionControl, setBackend func(net.Conn), done func(relayResult)) (r relayResult, detached bool) {
+	if engine == config.RelayEventLoop && relayEvents(client, pending, backend, t, ctl, setBackend, done) {
+		return relayResult{}, true
+	}
+	in, out, keep := relayWith(client, pending, backend, t, ctl)
+	return relayResult{in: in, out: out, keep: keep, kept: backend}, false
+}
+
+// relayOn is startRelay that waits for the relay's end.
+func relayOn(engine string, client net.Conn, pending []byte, backend net.Conn, t *sessionTracker, ctl *sessionControl, setBackend func(net.Conn)) (fromClient, toClient int64, keep bool, kept net.Conn) {
+	ended := make(chan relayResult, 1)
+	r, detached := startRelay(engine, client, pending, backend, t, ctl, setBackend, func(r relayResult) { ended <- r })
+	if detached {
+		r = <-ended
+	}
+	return r.in, r.out, r.keep, r.kept
+}
+
+// connExit is the work a connection's goroutine defers to its end, in
+// handle and serve: the max_connections slot, the tracking Shutdown and
+// Close reach connections by, the WaitGroup Shutdown waits on. A session
+// relayed by an event loop outlives that goroutine, which returns as soon
+// as the loop takes the session, so that an idle session holds no
+// goroutine stack; the deferred work is then collected rather than run,
+// and runs after the session's end, once the loop has let go. Until then
+// the session counts as running for Shutdown, Close and Drain.
+type connExit struct {
+	log *slog.Logger
+	// detached: the relay went on without the connection's goroutine.
+	// That goroutine alone sets and reads it.
+	detached bool
+
+	mu sync.Mutex
+	// later is the deferred work collected once detached, in the order
+	// the goroutine's deferred calls came to it.
+	later []func()
+	// returned: the connection's goroutine has made its last deferred
+	// call; later is complete.
+	returned bool
+	// end is the session's end, waiting for returned.
+	end func()
+}
+
+// atExit runs f now, as the connection's goroutine leaves, or when the
+// session has gone on without it, once the session has ended.
+func (x *connExit) atExit(f func()) {
+	if x == nil || !x.detached {
+		f()
+		return
+	}
+	x.mu.Lock()
+	x.later = append(x.later, f)
+	x.mu.Unlock()
+}
+
+// goroutineDone is the connection goroutine's last deferred call. Should
+// the relay have ended before (it is quick to, when the client sent
+// Terminate with its first bytes), the goroutine runs the session's end
+// itself.
+func (x *connExit) goroutineDone() {
+	x.mu.Lock()
+	x.returned = true
+	end := x.end
+	x.mu.Unlock()
+	if end != nil {
+		x.finish(end)
+	}
+}
+
+// relayEnded runs end, then the collected work, once the connection's
+// goroutine has returned (at once, nearly always).
+func (x *connExit) relayEnded(end func()) {
+	x.mu.Lock()
+	if !x.returned {
+		x.end = end
+		x.mu.Unlock()
+		return
+	}
+	x.mu.Unlock()
+	x.finish(end)
+}
+
+func (x *connExit) finish(end func()) {
+	// The deferred work runs whatever happens to end: a session that
+	// never released its slot and WaitGroup would hold Shutdown forever.
+	defer func() {
+		for _, f := range x.later {
+			f()
+		}
+	}()
+	// As handle does: a bug in one session's end must not take every
+	// session down with it.
+	defer func() {
+		if r := recover(); r != nil {
+			x.log.Error("panic while ending a session", slog.Any("panic", r), slog.String("stack", string(debug.Stack())))
+		}
+	}()
+	end()
+}
+
+// runSession relays an authenticated session. On an event loop it
+// returns once the loop has taken the session, and endSession runs when
+// the loop lets go; otherwise it returns when the session has ended.
 func (c *clientConn) runSession(ctx context.Context, s *session) {
 	// The greeting still goes out under the authentication deadline.
 	if _, err := c.conn.Write(s.greeting); err != nil {
@@ -306,7 +428,6 @@ func (c *clientConn) runSession(ctx context.Context, s *session) {
 	c.srv.cancels.add(s.cancel)
 	c.srv.setBackend(c, s.backend)
 	c.srv.metrics.sessionStarted()
-	defer c.srv.metrics.sessionEnded()
 	began := time.Now()
 	var tracker *sessionTracker
 	if s.reuseKey != "" {
@@ -322,7 +443,31 @@ func (c *clientConn) runSession(ctx context.Context, s *session) {
 	c.r = startupReader{}
 	ctl := newSessionControl(s.backend)
 	live := c.startLive(s, ctl)
-	in, out, keep := relayWith(c.conn, pending, s.backend, tracker, ctl)
+	engine := c.state.rt.Config.Engine()
+	if c.exit == nil {
+		// A connection not started by handle cannot leave its
+		// session to the loop: it relays with goroutines.
+		engine = config.RelayGoroutine
+	}
+	r, detached := startRelay(engine, c.conn, pending, s.backend, tracker, ctl,
+		func(b net.Conn) { c.srv.setBackend(c, b) },
+		func(r relayResult) {
+			c.exit.relayEnded(func() { c.endSession(ctx, s, tracker, ctl, live, began, r) })
+		})
+	if detached {
+		c.exit.detached = true
+		return
+	}
+	c.endSession(ctx, s, tracker, ctl, live, began, r)
+}
+
+// endSession is a relayed session's end on either engine: the cancel of a
+// stopped session's query, the backend's release or close, the
+// session-end event.
+func (c *clientConn) endSession(ctx context.Context, s *session, tracker *sessionTracker, ctl *sessionControl, live *liveSession, began time.Time, r relayResult) {
+	defer c.srv.metrics.sessionEnded()
+	in, out, keep := r.in, r.out, r.keep
+	s.backend = r.kept
 	if ctl.finish() != nil {
 		// A stopped session's backend may be mid-query: cancel it, as
 		// pg_terminate_backend would end it.

@@ -63,12 +63,19 @@ func (b *batchConn) flush(t *testing.T, cuts ...int) {
 // on an empty socket while a complete record sits unread) shows as a
 // timeout rather than passing unnoticed.
 func TestRelayTLS(t *testing.T) {
+	forEachEngine(t, testRelayTLS)
+}
+
+func testRelayTLS(t *testing.T, engine string) {
 	for _, version := range []uint16{tls.VersionTLS12, tls.VersionTLS13} {
 		t.Run(tlsVersionName(version), func(t *testing.T) {
 			client, server, sink := tlsRelayPair(t, version)
-			up := &copier{name: "client->sink", dst: sink.w, src: server}
+			var in int64
 			done := make(chan struct{})
-			go func() { up.run(); sink.w.Close(); close(done) }()
+			go func() {
+				in, _, _, _ = relayOn(engine, server, nil, sink.w, nil, nil, nil)
+				close(done)
+			}()
 
 			rng := rand.New(rand.NewPCG(1, 2))
 			payload := func(n int) []byte {
@@ -133,16 +140,9 @@ func TestRelayTLS(t *testing.T) {
 			if err := client.tls.Close(); err != nil {
 				t.Fatal(err)
 			}
-			select {
-			case <-done:
-			case <-time.After(10 * time.Second):
-				t.Fatal("copier did not end after the client closed")
-			}
-			if up.err != nil {
-				t.Errorf("copier error %v, want a clean end", up.err)
-			}
-			if up.n.Load() != int64(len(sent)) {
-				t.Errorf("copier counted %d bytes, sent %d", up.n.Load(), len(sent))
+			waitDone(t, done, "relay after the client closed")
+			if in != int64(len(sent)) {
+				t.Errorf("relay counted %d bytes, sent %d", in, len(sent))
 			}
 		})
 	}
@@ -276,6 +276,10 @@ func waitDone(t *testing.T, ch <-chan struct{}, what string) {
 // A copier that waited after a short read instead of reading on to
 // EAGAIN would wait forever for an EOF already there.
 func TestRelayEOFBehindData(t *testing.T) {
+	forEachEngine(t, testRelayEOFBehindData)
+}
+
+func testRelayEOFBehindData(t *testing.T, engine string) {
 	t.Run("raw", func(t *testing.T) {
 		peer, src := tcpPair(t)
 		sinkW, sinkR := tcpPair(t)
@@ -285,15 +289,13 @@ func TestRelayEOFBehindData(t *testing.T) {
 		if err := peer.CloseWrite(); err != nil {
 			t.Fatal(err)
 		}
-		cp := &copier{name: "raw", dst: sinkW, src: src}
 		done := make(chan struct{})
-		go func() { cp.run(); close(done) }()
-		waitDone(t, done, "copier after data and FIN")
-		sinkW.CloseWrite()
+		go func() { relayOn(engine, src, nil, sinkW, nil, nil, nil); close(done) }()
+		waitDone(t, done, "relay after data and FIN")
 		_ = sinkR.SetReadDeadline(time.Now().Add(10 * time.Second))
-		got, _ := io.ReadAll(sinkR)
-		if string(got) != "last words" || cp.err != nil {
-			t.Fatalf("forwarded %q, err %v", got, cp.err)
+		got, err := io.ReadAll(sinkR)
+		if string(got) != "last words" || err != nil {
+			t.Fatalf("forwarded %q, err %v", got, err)
 		}
 	})
 	t.Run("TLS without close_notify", func(t *testing.T) {
@@ -306,11 +308,31 @@ func TestRelayEOFBehindData(t *testing.T) {
 		if err := client.raw.Conn.(*net.TCPConn).CloseWrite(); err != nil {
 			t.Fatal(err)
 		}
-		cp := &copier{name: "tls", dst: sink.w, src: server}
 		done := make(chan struct{})
-		go func() { cp.run(); close(done) }()
-		waitDone(t, done, "copier after a record and FIN")
+		go func() { relayOn(engine, server, nil, sink.w, nil, nil, nil); close(done) }()
+		waitDone(t, done, "relay after a record and FIN")
 		sink.expect(t, "forwarded", []byte("last words"))
+	})
+	t.Run("backend's last words to a TLS client", func(t *testing.T) {
+		// A backend's FATAL and its close arrive together; the client
+		// must get the message, then the end.
+		client, server, _ := tlsRelayPair(t, tls.VersionTLS13)
+		backend, backendPeer := tcpPair(t)
+		msg := bytes.Repeat([]byte("fatal "), 10000)
+		if _, err := backendPeer.Write(msg); err != nil {
+			t.Fatal(err)
+		}
+		if err := backendPeer.CloseWrite(); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan struct{})
+		go func() { relayOn(engine, server, nil, backend, nil, nil, nil); close(done) }()
+		_ = client.raw.SetReadDeadline(time.Now().Add(10 * time.Second))
+		got, err := io.ReadAll(client.tls)
+		if !bytes.Equal(got, msg) || err != nil {
+			t.Fatalf("client got %d of %d bytes, err %v", len(got), len(msg), err)
+		}
+		waitDone(t, done, "relay after the backend's close")
 	})
 }
 
@@ -321,6 +343,10 @@ func TestRelayEOFBehindData(t *testing.T) {
 // for anyone holding its read lock, so no copier may write while holding
 // it.
 func TestRelayCloseWhileBlocked(t *testing.T) {
+	forEachEngine(t, testRelayCloseWhileBlocked)
+}
+
+func testRelayCloseWhileBlocked(t *testing.T, engine string) {
 	clientPeer, client := tcpPair(t)
 	// The backend over a Unix socket pair with a small send buffer: the
 	// copier's write blocks while the client's bytes are still queued
@@ -366,7 +392,7 @@ func TestRelayCloseWhileBlocked(t *testing.T) {
 	go func() {
 		// relay runs only now, on the filled buffers: the copier reads,
 		// then blocks writing to the backend.
-		relay(client, nil, backend, nil)
+		relayOn(engine, client, nil, backend, nil, nil, nil)
 		close(done)
 	}()
 	// Wait until bytes reach the backend's peer: the copier's 32 KiB

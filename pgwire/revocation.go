@@ -9,12 +9,14 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/pgcertgate/pgcertgate/certauth"
 	"github.com/pgcertgate/pgcertgate/config"
 	"github.com/pgcertgate/pgcertgate/revocation"
 )
 
 // revocationPolicy is ssl_ocsp and ssl_crl_fetch with their limits, as
-// the configuration sets them, built once per loaded configuration. The
+// the configuration sets them, built once per loaded configuration
+// (ConfiguredCRL is then set per chain: revocationCheck). The
 // load has validated ssl_ocsp; should it not parse, the policy is the
 // strictest, never off.
 func revocationPolicy(cfg *config.Config) revocation.Policy {
@@ -35,26 +37,41 @@ func revocationPolicy(cfg *config.Config) revocation.Policy {
 }
 
 // checkRevocation asks OCSP and the fetched CRLs about chain, which the
-// verifier has just built and verified to a configured root (so that the
+// CA set has just built and verified to one of its roots (so that the
 // URLs it names are a CA's, not the client's). It runs inside
 // VerifyConnection: a refusal is a *certauth.VerifyError and fails the
-// handshake as a CRL refusal does. The check is bounded by the
-// connection's authentication_timeout and each request by
-// ssl_ocsp_timeout; it blocks only this connection's handshake. The
-// outcome goes into the connection's audit event.
-func (c *clientConn) checkRevocation(chain []*x509.Certificate) error {
+// handshake as a CRL refusal does. The check is bounded by ctx (ended
+// when the server closes), the connection's authentication_timeout and
+// each request by ssl_ocsp_timeout; it blocks only this connection's
+// handshake. The outcome goes into the connection's audit event.
+func (c *clientConn) checkRevocation(ctx context.Context, chain []*x509.Certificate, set *certauth.CASet) error {
+	return c.revocationCheck(ctx, chain, set, "revocation")
+}
+
+// checkSetRevocation is authz's RevocationCheck: the same checks on a
+// chain that the matched line's CA set built anew after the handshake
+// (authz/certchecks.go), logged under their own keys, next to
+// ca_set_required and ca_set_verified. A refusal refuses the line.
+func (c *clientConn) checkSetRevocation(ctx context.Context, chain []*x509.Certificate, set *certauth.CASet) error {
+	return c.revocationCheck(ctx, chain, set, "ca_set_revocation")
+}
+
+func (c *clientConn) revocationCheck(ctx context.Context, chain []*x509.Certificate, set *certauth.CASet, key string) error {
 	p := c.state.revocation
 	if !p.Enabled() {
 		return nil
 	}
-	ctx, cancel := context.WithDeadline(context.Background(), c.start.Add(c.state.rt.Config.AuthenticationTimeout.Duration))
+	// Only the CRLs of the set that verified the chain have been applied
+	// to it: another set's do not stand in for a missing OCSP answer.
+	p.ConfiguredCRL = set != nil && set.ChecksCRLs()
+	ctx, cancel := context.WithDeadline(ctx, c.start.Add(c.state.rt.Config.AuthenticationTimeout.Duration))
 	defer cancel()
 	res := c.srv.revoker.Check(ctx, chain, p)
 	if res.Outcome != "" {
-		c.note(slog.String("revocation", res.Outcome))
+		c.note(slog.String(key, res.Outcome))
 	}
 	if res.Detail != "" {
-		c.note(slog.String("revocation_detail", res.Detail))
+		c.note(slog.String(key+"_detail", res.Detail))
 	}
 	return res.Err
 }

@@ -57,6 +57,8 @@ func newState(rt *config.Runtime) *state {
 		// the current CRLs: resumption cannot bypass revocation.
 		SessionTicketsDisabled: true,
 		ClientAuth:             tls.NoClientCert,
+		// Peer replicas' forwarded cancels, under their own CA (peertls.go).
+		GetConfigForClient: peerServerTLS(rt),
 	}
 	if rt.ClientCAs != nil {
 		// Like PostgreSQL with ssl_ca_file: always ask, accept none, and
@@ -104,7 +106,7 @@ func (st *state) tlsConfigFor(c *clientConn) *tls.Config {
 		if err != nil {
 			return err
 		}
-		if err := c.checkRevocation(chain); err != nil {
+		if err := c.checkRevocation(c.srv.connContext(), chain, set); err != nil {
 			return err
 		}
 		peer.VerifiedIn(chain, set.Name)
@@ -120,6 +122,7 @@ type Server struct {
 	state   atomic.Pointer[state]
 	cancels cancelRegistry
 	peers   *cancelPeers // the other replicas, for cancels (cancel.go)
+	drain   drainState   // SIGTERM's way out of a balancer's rotation (drain.go)
 	metrics *Metrics
 	connIDs atomic.Uint64
 	pool    *backendPool
@@ -136,8 +139,12 @@ type Server struct {
 	conns     map[*clientConn]struct{}
 	closing   bool
 	forced    bool // Shutdown's deadline passed: close on sight
-	wg        sync.WaitGroup
-	idle      chan struct{} // closed when closing and no session remains
+	// connCtx is every connection's context: closeAll cancels it, so
+	// that OCSP and CRL requests still in flight end with the sockets.
+	connCtx  context.Context
+	endConns context.CancelFunc
+	wg       sync.WaitGroup
+	idle     chan struct{} // closed when closing and no session remains
 }
 
 // Options configures a Server.
@@ -163,10 +170,13 @@ func New(o Options) *Server {
 		conns:        make(map[*clientConn]struct{}),
 		pool:         newBackendPool(),
 		peers:        newCancelPeers(),
+		drain:        newDrainState(),
 	}
+	s.connCtx, s.endConns = context.WithCancel(context.Background())
 	s.state.Store(newState(rt))
 	s.metrics = newMetrics(s.state.Load)
 	s.revoker = newRevoker(s.metrics)
+	s.startSessionWatch()
 	s.ext.ledger = newLedger(rt, log)
 	return s
 }
@@ -188,6 +198,8 @@ func (s *Server) Reload(rt *config.Runtime) {
 	next := newState(rt)
 	prev := s.state.Swap(next)
 	s.metrics.reloaded()
+	// New CRLs (ssl_crl_file, ssl_crl_dir) may revoke running sessions.
+	s.ext.watch.reloaded()
 	if prev.roles != nil {
 		prev.roles.close()
 	}
@@ -294,7 +306,11 @@ func (s *Server) Serve(ln net.Listener) error {
 }
 
 func (s *Server) handle(raw net.Conn) {
-	defer s.wg.Done()
+	// A session an event loop relays outlives this goroutine: what is
+	// deferred through exit waits for the session's end.
+	exit := &connExit{log: s.log}
+	defer exit.goroutineDone()
+	defer exit.atExit(s.wg.Done)
 	// A bug in one connection's handling must not take every session
 	// down with it: log it and drop that connection only.
 	defer func() {
@@ -312,7 +328,7 @@ func (s *Server) handle(raw net.Conn) {
 	}
 	defer releaseStartup()
 	s.metrics.connOpened()
-	defer s.metrics.connClosed()
+	defer exit.atExit(s.metrics.connClosed)
 	c := &clientConn{srv: s, state: s.state.Load(), raw: raw, conn: raw, r: newStartupReader(raw), start: time.Now(), id: s.connIDs.Add(1)}
 	if uc, ok := raw.(*net.UnixConn); ok {
 		c.initLocal(uc)
@@ -331,12 +347,22 @@ func (s *Server) handle(raw net.Conn) {
 		c.note(slog.Uint64("conn_id", c.id), slog.String("client", c.addr.String()), slog.Uint64("client_port", uint64(port)))
 	}
 	c.onAuthenticated = releaseStartup
+	c.exit = exit
 	if !s.track(c) {
 		raw.Close()
 		return
 	}
-	defer s.untrack(c)
-	c.serve(context.Background())
+	defer exit.atExit(func() { s.untrack(c) })
+	c.serve(s.connContext())
+}
+
+// connContext is connCtx, or (for a Server not made by New) a context
+// nothing cancels.
+func (s *Server) connContext() context.Context {
+	if s.connCtx == nil {
+		return context.Background()
+	}
+	return s.connCtx
 }
 
 // acquireSession takes a max_connections slot without waiting.
@@ -349,7 +375,10 @@ func (s *Server) acquireSession() bool {
 	}
 }
 
-func (s *Server) releaseSession() { <-s.sessionSlots }
+func (s *Server) releaseSession() {
+	<-s.sessionSlots
+	s.drain.sessionEnded()
+}
 
 // track registers a connection so that Shutdown and Close can reach it.
 func (s *Server) track(c *clientConn) bool {
@@ -433,6 +462,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		}
 	}
 	s.wg.Wait()
+	s.ext.watch.close()
 	s.revoker.Close()
 	s.pool.close()
 	if s.ext.ledger != nil {
@@ -456,6 +486,9 @@ func (s *Server) Close() error {
 func (s *Server) closeAll() int {
 	s.mu.Lock()
 	s.forced = true
+	if s.endConns != nil {
+		s.endConns()
+	}
 	var conns []net.Conn
 	for c := range s.conns {
 		conns = append(conns, c.raw)
@@ -481,7 +514,7 @@ func (s *Server) closeAll() int {
 func (s *Server) Serving() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return !s.closing && len(s.listeners) > 0
+	return !s.closing && !s.drain.draining.Load() && len(s.listeners) > 0
 }
 
 // ProbeBackend checks that the backend PostgreSQL answers the protocol

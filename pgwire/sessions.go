@@ -44,6 +44,9 @@ type sessionControl struct {
 	// up and down are the relay's copiers, for live byte counts; nil
 	// until the relay starts.
 	up, down *copier
+	// wake, when set, tells an event loop relaying the session that a
+	// stop was requested (the deadline above reaches only Go's poller).
+	wake func()
 }
 
 func newSessionControl(backend net.Conn) *sessionControl {
@@ -64,6 +67,9 @@ func (sc *sessionControl) stop(e *Error) bool {
 	// the relay is over (done) the backend may go to another session,
 	// whose reads this deadline must never touch.
 	_ = sc.backend.SetReadDeadline(time.Now())
+	if sc.wake != nil {
+		sc.wake()
+	}
 	return true
 }
 
@@ -206,7 +212,8 @@ func (b *backendScanner) readFailed(err error) (cut, retry bool) {
 // liveSession is one relayed session, for the admin API and for stops.
 type liveSession struct {
 	info        admin.SessionInfo
-	fingerprint string // the client certificate's SHA-256; "" without one
+	fingerprint string        // the client certificate's SHA-256; "" without one
+	certs       *sessionCerts // for rechecks (revsess.go); nil without a verified chain
 	ctl         *sessionControl
 }
 

@@ -15,6 +15,10 @@ import (
 // backend's messages up to a boundary, then one ErrorResponse, then EOF;
 // never a message cut in the middle followed by anything else.
 func TestSessionStop(t *testing.T) {
+	forEachEngine(t, testSessionStop)
+}
+
+func testSessionStop(t *testing.T, engine string) {
 	row, _ := (&pgproto3.DataRow{Values: [][]byte{bytes.Repeat([]byte("r"), 100)}}).Encode(nil)
 	next, _ := (&pgproto3.CommandComplete{CommandTag: []byte("SELECT 1")}).Encode(nil)
 	stopErr := adminTerminated()
@@ -46,7 +50,7 @@ func TestSessionStop(t *testing.T) {
 			ctl := newSessionControl(backend)
 			done := make(chan struct{})
 			go func() {
-				relayWith(client, nil, backend, tracker, ctl)
+				relayOn(engine, client, nil, backend, tracker, ctl, nil)
 				close(done)
 			}()
 			if _, err := backendPeer.Write(tc.before); err != nil {

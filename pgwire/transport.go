@@ -34,6 +34,23 @@ type transport struct {
 	// certificates: it may rewrite the alert record that follows a
 	// failed verification (see tlsalert.go).
 	alerts *alertRewrite
+	// lio is the socket once the session has left Go's poller for an
+	// event loop (evloop_linux.go): Conn is closed then, and every read,
+	// write and close goes to the loop's duplicate of the descriptor.
+	// Its Write never fails for want of room: crypto/tls treats any
+	// write error as final, so what the socket will not take waits in the
+	// loop's buffer instead.
+	lio loopIO
+}
+
+// loopIO is a socket as an event loop drives it.
+type loopIO interface {
+	// read is one non-blocking read: errWouldBlock when there is
+	// nothing yet.
+	read(p []byte) (int, error)
+	// write takes all of p, or fails for good.
+	write(p []byte) (int, error)
+	close() error
 }
 
 func newTransport(c net.Conn, pre *bufio.Reader) *transport {
@@ -51,6 +68,9 @@ func (t *transport) Read(p []byte) (int, error) {
 		}
 		t.pre = nil
 	}
+	if t.lio != nil {
+		return t.lio.read(p)
+	}
 	if t.fd < 0 {
 		return t.Conn.Read(p)
 	}
@@ -64,7 +84,19 @@ func (t *transport) Write(p []byte) (int, error) {
 	if t.alerts != nil {
 		p = t.alerts.rewrite(p)
 	}
+	if t.lio != nil {
+		return t.lio.write(p)
+	}
 	return t.Conn.Write(p)
+}
+
+// Close closes the socket, or the event loop's descriptor once the
+// session has moved there.
+func (t *transport) Close() error {
+	if t.lio != nil {
+		return t.lio.close()
+	}
+	return t.Conn.Close()
 }
 
 // readSocket is one non-blocking read(2) of a stream socket, in io.Reader

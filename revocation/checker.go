@@ -135,9 +135,9 @@ type Options struct {
 	MaxCRLs int
 	// Observer, when set, receives metrics.
 	Observer Observer
-	// OnCRLUpdate, when set, is called (from the refresh goroutine) after
-	// a fetched CRL was replaced by a newer one, for whoever re-checks
-	// running sessions.
+	// OnCRLUpdate, when set, is called after a fetched CRL was installed:
+	// the first one of its point, or a newer one replacing it (from the
+	// goroutine that fetched it), for whoever re-checks running sessions.
 	OnCRLUpdate func()
 	// Now is the clock; default time.Now.
 	Now func() time.Time

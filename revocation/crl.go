@@ -160,7 +160,10 @@ func (c *Checker) fetchCRL(ctx context.Context, url string, issuer *x509.Certifi
 		c.cmu.Unlock()
 		return nil, err
 	}
-	replaced := e.crl != nil && newer
+	// A CRL installed for the first time counts as much as a newer one:
+	// a session admitted while its point was unreachable (accepted as
+	// crl_unavailable) must be rechecked against it too.
+	installed := newer
 	e.failures, e.lastErr = 0, nil
 	if newer {
 		e.crl, e.issuer, e.issuerKey, e.fetchedAt, e.unchanged = crl, issuer, issuerKey(issuer), now, 0
@@ -181,7 +184,7 @@ func (c *Checker) fetchCRL(ctx context.Context, url string, issuer *x509.Certifi
 	case c.wake <- struct{}{}:
 	default:
 	}
-	if replaced && c.opts.OnCRLUpdate != nil {
+	if installed && c.opts.OnCRLUpdate != nil {
 		c.opts.OnCRLUpdate()
 	}
 	return crl, nil

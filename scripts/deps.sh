@@ -6,7 +6,8 @@
 # installs them, and fails at once.
 #
 # Groups: demo (PostgreSQL server and client, openssl), test (demo plus the
-# client matrix's drivers, file(1) and HAProxy), bench (PgBouncer and gnuplot).
+# client matrix's drivers, file(1) and HAProxy), bench (PgBouncer, gnuplot,
+# pg_stat_statements from postgresql-contrib, and openssl's OCSP responder).
 set -eu
 
 # probe PACKAGE: succeeds when what the project uses from PACKAGE is here.
@@ -35,7 +36,7 @@ for group in "$@"; do
 	case "$group" in
 	demo) pkgs="$pkgs postgresql postgresql-client openssl" ;;
 	test) pkgs="$pkgs postgresql postgresql-contrib postgresql-client openssl file default-jdk-headless libpostgresql-jdbc-java python3-psycopg nodejs npm haproxy chromium" ;;
-	bench) pkgs="$pkgs pgbouncer gnuplot-nox" ;;
+	bench) pkgs="$pkgs pgbouncer gnuplot-nox postgresql-contrib openssl" ;;
 	*) echo "deps.sh: unknown group $group (demo, test, bench)" >&2; exit 2 ;;
 	esac
 done

@@ -14,7 +14,7 @@ import (
 // [admin] token_file the API and page over the server's live sessions
 // and a login monitor that the server feeds.
 func adminOptions(rt *config.Runtime, srv *pgwire.Server, log *slog.Logger) (admin.Options, error) {
-	mon := admin.NewMonitor(admin.MonitorOptions{})
+	mon := admin.NewMonitor(monitorOptions(rt.Config))
 	srv.SetLoginRecorder(mon)
 	reg := registry(srv)
 	reg.MustRegister(mon.Collector())
@@ -32,14 +32,30 @@ func adminOptions(rt *config.Runtime, srv *pgwire.Server, log *slog.Logger) (adm
 	return o, nil
 }
 
+// monitorOptions bounds the login history and certificate inventory as
+// [admin] says; the inventory's byte budget follows its count.
+func monitorOptions(c *config.Config) admin.MonitorOptions {
+	return admin.MonitorOptions{HistorySize: c.Admin.LoginHistorySize, InventorySize: c.Admin.CertificateInventorySize}
+}
+
 // reloadAdmin follows a successful reload: the page's configuration
-// files, and the token, re-read from token_file. A token that fails to
-// load keeps the previous one.
+// files, the history and inventory bounds (resizing keeps the newest),
+// and the token, re-read from token_file. A token that fails to load
+// keeps the previous one.
 func reloadAdmin(adm *admin.Server, rt *config.Runtime, log *slog.Logger) {
 	if adm == nil {
 		return
 	}
 	adm.SetConfig(admin.ConfigInfo{Files: rt.Files, LoadedAt: time.Now()})
+	if mon := adm.Monitor(); mon != nil {
+		old := mon.Bounds()
+		mon.Resize(monitorOptions(rt.Config))
+		if next := mon.Bounds(); next != old {
+			log.Info("admin history and inventory resized",
+				slog.Int("login_history_size", next.HistorySize), slog.Int("certificate_inventory_size", next.InventorySize),
+				slog.Int("certificate_inventory_bytes", next.InventoryBytes))
+		}
+	}
 	f := rt.Config.Admin.TokenFile
 	if f == "" {
 		adm.SetToken(nil)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/x509"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 	"os"
 
 	"github.com/pgcertgate/pgcertgate/authz"
+	"github.com/pgcertgate/pgcertgate/certauth"
 	"github.com/pgcertgate/pgcertgate/config"
 	"github.com/pgcertgate/pgcertgate/internal/pgerr"
 	"github.com/pgcertgate/pgcertgate/pgwire"
@@ -103,6 +105,14 @@ func explain(ctx context.Context, rt *config.Runtime, req explainRequest, w io.W
 		in.Peer = peer
 	}
 
+	// explain makes no network request: a chain that the matched line's
+	// CA set builds anew passes, with a note that the server asks OCSP
+	// and the fetched CRLs about it at connect time.
+	var unasked []string
+	in.Revocation = func(_ context.Context, _ []*x509.Certificate, set *certauth.CASet) error {
+		unasked = append(unasked, set.Name)
+		return nil
+	}
 	d, err := authz.Authorize(ctx, snap, in, true)
 	fmt.Fprintln(w, "pg_hba.conf:")
 	for _, a := range d.Attempts {
@@ -122,6 +132,9 @@ func explain(ctx context.Context, rt *config.Runtime, req explainRequest, w io.W
 		fmt.Fprintln(w, "matched: no line (an implicit reject, as in PostgreSQL)")
 	}
 	printCertChecks(w, d)
+	for _, set := range unasked {
+		fmt.Fprintf(w, "note: CA set %s builds a chain the handshake did not check; OCSP and fetched CRLs, when configured, are asked about it at connect time\n", set)
+	}
 	for _, id := range d.Identities {
 		fmt.Fprintf(w, "identity (clientname=%s): %q\n", d.Entry.ClientName, id)
 	}

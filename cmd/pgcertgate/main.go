@@ -189,8 +189,9 @@ func cmdServe(args []string, stderr io.Writer) int {
 	return 0
 }
 
-// serve runs the server until SIGTERM (smart shutdown: stop accepting, let
-// sessions finish until shutdown_timeout, then close them) or SIGINT (fast
+// serve runs the server until SIGTERM (smart shutdown: fail /readyz, accept
+// for drain_delay, then refuse new sessions, let sessions finish until
+// shutdown_timeout, then close them) or SIGINT (fast
 // shutdown: close everything now; also cuts a smart shutdown short), and
 // reloads on SIGHUP and, with watch_files, when a file changes. The admin
 // endpoint outlives the drain, so /healthz stays up and /readyz says 503
@@ -265,10 +266,16 @@ func serve(ctx context.Context, path string, rt *config.Runtime, log *slog.Logge
 					reloadAdmin(adm, next, log)
 				}
 			case sig == syscall.SIGTERM && stopped == nil:
-				timeout := srv.Config().ShutdownTimeout.Duration
-				log.Info("received SIGTERM: smart shutdown, new connections are refused and open sessions may finish",
-					slog.Duration("shutdown_timeout", timeout))
-				shutdown(context.WithTimeout(ctx, timeout))
+				cfg := srv.Config()
+				log.Info("received SIGTERM: smart shutdown: readiness fails now, new sessions are refused once drain_delay has passed, open sessions may finish",
+					slog.Duration("drain_delay", cfg.DrainDelay.Duration),
+					slog.Duration("shutdown_timeout", cfg.ShutdownTimeout.Duration))
+				// Drain fails /readyz first, keeps accepting for
+				// drain_delay, and serves cancels until the sessions end
+				// (pgwire/drain.go); SIGINT cancels dctx.
+				dctx, cancel := context.WithCancel(ctx)
+				stopped, cancelDrain = make(chan error, 1), cancel
+				go func() { stopped <- srv.Drain(dctx) }()
 			case sig == syscall.SIGINT && stopped == nil:
 				log.Info("received SIGINT: fast shutdown, closing every connection")
 				sctx, cancel := context.WithCancel(ctx)

@@ -30,27 +30,31 @@ import (
 
 // options are the command-line flags.
 type options struct {
-	bin        string        // pgcertgate binary
-	binB       string        // a second pgcertgate binary, measured as another target (A/B)
-	labelB     string        // its target name
-	envB       string        // extra environment of the B target, comma-separated
-	duration   int           // pgbench -T seconds
-	rounds     int           // alternating rounds
-	copyMB     int           // bulk COPY size, in 10^6 bytes
-	idle       int           // idle authenticated sessions for the memory run
-	parked     int           // TLS clients parked in startup
-	out        string        // BENCHMARKS.md
-	plot       string        // PNG plot
-	jsonOut    string        // raw results
-	quietWait  time.Duration // how long to wait for a quiet machine (0: do not wait)
-	quietLoad  float64       // 1-minute load average counted as quiet
-	reuse      string        // auto, on, off
-	reuseLine  string        // the [backend] line that turns reuse on
-	workloads  string        // comma-separated subset, for development
-	skipMemory bool
-	skipProf   bool
-	keep       bool // keep the work directory
-	verbose    bool
+	bin       string        // pgcertgate binary
+	binB      string        // a second pgcertgate binary, measured as another target (A/B)
+	labelB    string        // its target name
+	envB      string        // extra environment of the B target, comma-separated
+	duration  int           // pgbench -T seconds
+	rounds    int           // alternating rounds
+	copyMB    int           // bulk COPY size, in 10^6 bytes
+	idle      int           // idle authenticated sessions for the memory run
+	parked    int           // TLS clients parked in startup
+	out       string        // BENCHMARKS.md
+	plot      string        // PNG plot
+	jsonOut   string        // raw results
+	quietWait time.Duration // how long to wait for a quiet machine (0: do not wait)
+	quietLoad float64       // 1-minute load average counted as quiet
+	reuse     string        // auto, on, off
+	reuseLine string        // the [backend] line that turns reuse on
+	workloads string        // comma-separated subset, for development
+	targets   string        // comma-separated subset of targets ("" or "all": every one)
+	eventloop string        // auto, on, off
+	// eventloopLine is the top-level line that selects the event-loop relay.
+	eventloopLine string
+	skipMemory    bool
+	skipProf      bool
+	keep          bool // keep the work directory
+	verbose       bool
 }
 
 func main() {
@@ -72,6 +76,9 @@ func main() {
 	flag.StringVar(&o.reuse, "reuse", "auto", "measure a pgcertgate+reuse target: auto (when the binary accepts the setting), on, off")
 	flag.StringVar(&o.reuseLine, "reuse-setting", "reuse = true", "the [backend] line that turns on backend-connection reuse")
 	flag.StringVar(&o.workloads, "workloads", "", "comma-separated subset of workloads (S1,S8,C4,copy-out,copy-in); empty: all")
+	flag.StringVar(&o.targets, "targets", "", "comma-separated subset of targets ("+strings.Join(knownTargets, ",")+"); empty or all: every target, the optional ones when the binary accepts their settings. A target named here must be measured. Name only the one of pgcertgate+ledger-logged and pgcertgate+ledger-unlogged that install-sql does not create (the other is pgcertgate+ledger itself). The ledger, 3casets and ocsp targets run only C4")
+	flag.StringVar(&o.eventloop, "eventloop", "auto", "measure pgcertgate-eventloop and pgcertgate-eventloop+reuse: auto (when the binary accepts the setting), on, off")
+	flag.StringVar(&o.eventloopLine, "eventloop-setting", `relay_engine = "eventloop"`, "the top-level line that selects the event-loop relay")
 	flag.BoolVar(&o.skipMemory, "skip-memory", false, "skip the memory measurements")
 	flag.BoolVar(&o.skipProf, "skip-profile", false, "skip the profile runs")
 	flag.BoolVar(&o.keep, "keep", false, "keep the work directory (configs, logs, profiles)")
@@ -163,12 +170,16 @@ func run(ctx context.Context, o options) error {
 		if err := runProfiles(ctx, env, rep); err != nil {
 			return fmt.Errorf("profile: %w", err)
 		}
+		if err := runLedgerProfile(ctx, env, rep); err != nil {
+			return fmt.Errorf("ledger profile: %w", err)
+		}
 	}
 	if !o.skipMemory {
 		if err := runMemory(ctx, env, rep); err != nil {
 			return fmt.Errorf("memory: %w", err)
 		}
 	}
+	rep.ocspRequests = env.ocspRequests()
 	rep.loadAtEnd = readLoad()
 	rep.finished = time.Now()
 	return rep.write()

@@ -98,13 +98,32 @@ func parseGoMem(text string) goMem {
 	return g
 }
 
+// heapProfileRate is runtime.MemProfileRate for the memory runs.
+const heapProfileRate = 64 << 10
+
+// memAdmin is what the memory runs' pgcertgate serves on its admin
+// endpoint, as far as the binary accepts it: the Go metrics (admin) that
+// split RSS into heap and stacks, and the live heap by allocation site
+// (/debug/pprof/heap: adminExtra and env). pprof needs the endpoint, so
+// it is only asked about when the endpoint is accepted.
+func (e *env) memAdmin(ctx context.Context) (admin bool, adminExtra string, env []string) {
+	if admin, _ = e.acceptsConfig(ctx, gateOpts{name: "admin-check", admin: true}); !admin {
+		return false, "", nil
+	}
+	if ok, _ := e.acceptsConfig(ctx, gateOpts{name: "pprof-check", admin: true, adminExtra: "pprof = true"}); ok {
+		adminExtra = "pprof = true"
+		// One heap sample per 64 KiB rather than Go's 512 KiB: enough
+		// samples to split tens of MiB by allocation site, too few to
+		// change the RSS being measured.
+		env = []string{fmt.Sprintf("PGCERTGATE_MEMPROFILERATE=%d", heapProfileRate)}
+	}
+	return admin, adminExtra, env
+}
+
 // runMemory measures pgcertgate's RSS with idle authenticated sessions and
 // with TLS clients parked in startup, each in a fresh process so that heap
 // left over from the timed runs does not hide the cost, and PgBouncer's
 // with the same idle sessions for reference.
-// heapProfileRate is runtime.MemProfileRate for the memory runs.
-const heapProfileRate = 64 << 10
-
 func runMemory(ctx context.Context, e *env, rep *report) error {
 	// PgBouncer's pool and pgcertgate+reuse keep backends of the timed
 	// runs; the measurements below wait to be back to this many.
@@ -112,50 +131,53 @@ func runMemory(ctx context.Context, e *env, rep *report) error {
 	if err != nil {
 		return err
 	}
-	// The admin endpoint's Go metrics split RSS into heap and stacks.
-	admin := e.acceptsConfig(ctx, "admin-check", "", 1, "")
-	// The live heap, split by where it was allocated, from the admin
-	// endpoint's /debug/pprof/heap.
-	var adminExtra string
-	var env []string
-	if admin && e.acceptsConfig(ctx, "pprof-check", "", 1, "pprof = true") {
-		adminExtra = "pprof = true"
-		// One heap sample per 64 KiB rather than Go's 512 KiB: enough
-		// samples to split tens of MiB by allocation site, too few to
-		// change the RSS being measured.
-		env = []string{fmt.Sprintf("PGCERTGATE_MEMPROFILERATE=%d", heapProfileRate)}
+	admin, adminExtra, env := e.memAdmin(ctx)
+	// Each relay engine measured gets the same two runs: the idle
+	// sessions' cost is the relay's, and parked clients check that the
+	// engine leaves the handshake path alone.
+	type memGate struct {
+		target, file, topExtra string
 	}
-	// Idle authenticated sessions through a fresh pgcertgate.
-	g, err := e.startGate(ctx, gateOpts{name: "pgcertgate-mem-idle", admin: admin, adminExtra: adminExtra, env: env})
-	if err != nil {
-		return err
+	var gates []memGate
+	if e.want(targetGate) {
+		gates = append(gates, memGate{targetGate, "pgcertgate", ""})
 	}
-	p := g.proc
-	m, err := e.measureIdle(ctx, "idle authenticated sessions", targetGate, p, g.port, e.o.idle, g.adminPort)
-	if err != nil {
-		return err
+	if e.hasTarget(targetGateEventloop) {
+		gates = append(gates, memGate{targetGateEventloop, "pgcertgate-eventloop", e.o.eventloopLine})
 	}
-	rep.memory = append(rep.memory, m)
-	if err := p.stop(); err != nil {
-		logf("pgcertgate-mem-idle stopped: %v", err)
-	}
-	if err := e.waitBackends(ctx, baseline); err != nil {
-		return err
-	}
+	for _, mg := range gates {
+		// Idle authenticated sessions through a fresh pgcertgate.
+		g, err := e.startGate(ctx, gateOpts{name: mg.file + "-mem-idle", topExtra: mg.topExtra, admin: admin, adminExtra: adminExtra, env: env})
+		if err != nil {
+			return err
+		}
+		p := g.proc
+		m, err := e.measureIdle(ctx, "idle authenticated sessions", mg.target, p, g.port, e.o.idle, g.adminPort)
+		if err != nil {
+			return err
+		}
+		rep.memory = append(rep.memory, m)
+		if err := p.stop(); err != nil {
+			logf("%s stopped: %v", p.name, err)
+		}
+		if err := e.waitBackends(ctx, baseline); err != nil {
+			return err
+		}
 
-	// TLS clients parked in startup through another fresh pgcertgate.
-	g, err = e.startGate(ctx, gateOpts{name: "pgcertgate-mem-parked", admin: admin, adminExtra: adminExtra, env: env})
-	if err != nil {
-		return err
-	}
-	p = g.proc
-	m, err = e.measureParked(ctx, p, g.port, e.o.parked, g.adminPort)
-	if err != nil {
-		return err
-	}
-	rep.memory = append(rep.memory, m)
-	if err := p.stop(); err != nil {
-		logf("pgcertgate-mem-parked stopped: %v", err)
+		// TLS clients parked in startup through another fresh pgcertgate.
+		g, err = e.startGate(ctx, gateOpts{name: mg.file + "-mem-parked", topExtra: mg.topExtra, admin: admin, adminExtra: adminExtra, env: env})
+		if err != nil {
+			return err
+		}
+		p = g.proc
+		m, err = e.measureParked(ctx, mg.target, p, g.port, e.o.parked, g.adminPort)
+		if err != nil {
+			return err
+		}
+		rep.memory = append(rep.memory, m)
+		if err := p.stop(); err != nil {
+			logf("%s stopped: %v", p.name, err)
+		}
 	}
 
 	// PgBouncer with the same idle sessions, for reference. Last: its
@@ -334,13 +356,13 @@ var sslRequest = binary.BigEndian.AppendUint32(binary.BigEndian.AppendUint32(nil
 // the TLS handshake with the client certificate, and then send nothing:
 // clients parked in startup. It checks every one is still open when RSS is
 // read, and that a real login still gets through meanwhile.
-func (e *env) measureParked(ctx context.Context, p *proc, port, n, adminPort int) (memResult, error) {
-	m := memResult{Name: "TLS clients parked in startup", Target: targetGate, Clients: n}
+func (e *env) measureParked(ctx context.Context, targetName string, p *proc, port, n, adminPort int) (memResult, error) {
+	m := memResult{Name: "TLS clients parked in startup", Target: targetName, Clients: n}
 	tlsCfg, err := e.clientTLS()
 	if err != nil {
 		return m, err
 	}
-	warm := &target{Name: targetGate, Port: port}
+	warm := &target{Name: targetName, Port: port}
 	if _, err := e.psql(ctx, warm, "-Atc", "select 1"); err != nil {
 		return m, err
 	}
@@ -348,7 +370,7 @@ func (e *env) measureParked(ctx context.Context, p *proc, port, n, adminPort int
 		return m, err
 	}
 	m.Before = scrapeGoMem(ctx, adminPort)
-	logf("pgcertgate: parking %d TLS clients in startup (RSS before %.1f MiB)…", n, mib(m.RSSBefore))
+	logf("%s: parking %d TLS clients in startup (RSS before %.1f MiB)…", targetName, n, mib(m.RSSBefore))
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	began := time.Now()
 	conns, err := openAll(ctx, n, 16, "parked client", func() (net.Conn, error) { return parkTLS(addr, tlsCfg) })
@@ -362,7 +384,7 @@ func (e *env) measureParked(ctx context.Context, p *proc, port, n, adminPort int
 	if err != nil {
 		return m, err
 	}
-	logf("pgcertgate: %d TLS handshakes in %s", n, time.Since(began).Round(time.Millisecond))
+	logf("%s: %d TLS handshakes in %s", targetName, n, time.Since(began).Round(time.Millisecond))
 	if m.RSSWith, err = settledRSS(p.pid(), 30*time.Second); err != nil {
 		return m, err
 	}
@@ -378,7 +400,7 @@ func (e *env) measureParked(ctx context.Context, p *proc, port, n, adminPort int
 	}
 	m.Held = held
 	m.PerClient = float64(m.RSSWith-m.RSSBefore) / float64(n)
-	logf("pgcertgate: %d of %d parked TLS clients held: RSS %.1f → %.1f MiB, %.1f KiB per client", held, n, mib(m.RSSBefore), mib(m.RSSWith), m.PerClient/1024)
+	logf("%s: %d of %d parked TLS clients held: RSS %.1f → %.1f MiB, %.1f KiB per client", targetName, held, n, mib(m.RSSBefore), mib(m.RSSWith), m.PerClient/1024)
 	return m, nil
 }
 

@@ -11,10 +11,17 @@ import (
 
 // targetColors are the bar colours, by target.
 var targetColors = map[string]string{
-	targetDirect:    "#7f7f7f",
-	targetBouncer:   "#1f77b4",
-	targetGate:      "#ff7f0e",
-	targetGateReuse: "#2ca02c",
+	targetDirect:             "#7f7f7f",
+	targetBouncer:            "#1f77b4",
+	targetGate:               "#ff7f0e",
+	targetGateReuse:          "#2ca02c",
+	targetGateEventloop:      "#d62728",
+	targetGateEventloopReuse: "#e377c2",
+	targetGateLedger:         "#8c564b",
+	targetGateLedgerLogged:   "#c49c94",
+	targetGateLedgerUnlogged: "#c49c94",
+	targetGateCASets:         "#bcbd22",
+	targetGateOCSP:           "#17becf",
 }
 
 // gnuplotScript draws one panel per workload: a bar per target at the
@@ -23,19 +30,29 @@ var targetColors = map[string]string{
 // "x median colour min max label".
 func (r *report) gnuplotScript(dataPath, pngPath string) (script, data string) {
 	names := r.targetNames()
+	// Each panel shows the targets measured on its workload (the
+	// connect-only targets appear in one panel), each in its own colour.
+	panel := make([][]int, len(r.workloads))
 	var d strings.Builder
-	for _, w := range r.workloads {
+	for wi, w := range r.workloads {
 		fmt.Fprintf(&d, "# %s\n", w.Key)
 		for i, n := range names {
 			s := r.summary(n, w.Key)
-			fmt.Fprintf(&d, "%d %g %d %g %g \"%s\"\n", i, s.Median, i+1, s.Min, s.Max, fmtValue(s.Median))
+			if s.N == 0 {
+				continue
+			}
+			fmt.Fprintf(&d, "%d %g %d %g %g \"%s\"\n", len(panel[wi]), s.Median, i+1, s.Min, s.Max, fmtValue(s.Median))
+			panel[wi] = append(panel[wi], i)
 		}
 		d.WriteString("\n\n")
 	}
 	var s strings.Builder
 	p := func(format string, args ...any) { fmt.Fprintf(&s, format, args...) }
-	width := max(360*len(r.workloads)+80, 720)
-	p("set terminal pngcairo size %d,520 font 'sans,11'\n", width)
+	width := 80
+	for _, ts := range panel {
+		width += max(300, 48*len(ts)+120)
+	}
+	p("set terminal pngcairo size %d,540 font 'sans,11'\n", max(width, 720))
 	p("set output %q\n", pngPath)
 	for i, n := range names {
 		c, ok := targetColors[n]
@@ -46,19 +63,20 @@ func (r *report) gnuplotScript(dataPath, pngPath string) (script, data string) {
 	}
 	p("set style fill solid 0.85 border lc rgb '#333333'\n")
 	p("set boxwidth 0.7\nset grid ytics lc rgb '#dddddd'\nset border 3\nset tics nomirror\n")
-	p("set xrange [-0.6:%g]\nset yrange [0:*]\nset offsets 0,0,graph 0.1,0\n", float64(len(names))-0.4)
-	var tics []string
-	for i, n := range names {
-		tics = append(tics, fmt.Sprintf("%q %d", n, i))
-	}
-	p("set xtics (%s) rotate by -25 font 'sans,10'\n", strings.Join(tics, ", "))
+	p("set yrange [0:*]\nset offsets 0,0,graph 0.1,0\n")
 	p("set multiplot layout 1,%d title \"make bench %s: bar = median of %d rounds, whisker = min-max\" font 'sans,13'\n",
 		len(r.workloads), r.finished.UTC().Format("2006-01-02"), r.opts.rounds)
-	for i, w := range r.workloads {
+	for wi, w := range r.workloads {
+		var tics []string
+		for x, i := range panel[wi] {
+			tics = append(tics, fmt.Sprintf("%q %d", names[i], x))
+		}
+		p("set xrange [-0.6:%g]\n", float64(max(len(panel[wi]), 1))-0.4)
+		p("set xtics (%s) rotate by -30 font 'sans,10'\n", strings.Join(tics, ", "))
 		p("set title %q\nset ylabel %q\n", w.Title, w.Unit)
-		p("plot %q index %d using 1:2:(0.7):3 with boxes lc variable notitle, \\\n", dataPath, i)
-		p("  '' index %d using 1:2:4:5 with yerrorbars lc rgb 'black' pt 7 ps 0 notitle, \\\n", i)
-		p("  '' index %d using 1:5:6 with labels offset 0,0.9 font 'sans,10' notitle\n", i)
+		p("plot %q index %d using 1:2:(0.7):3 with boxes lc variable notitle, \\\n", dataPath, wi)
+		p("  '' index %d using 1:2:4:5 with yerrorbars lc rgb 'black' pt 7 ps 0 notitle, \\\n", wi)
+		p("  '' index %d using 1:5:6 with labels offset 0,0.9 font 'sans,10' notitle\n", wi)
 	}
 	p("unset multiplot\n")
 	return s.String(), d.String()

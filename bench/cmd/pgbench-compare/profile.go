@@ -36,7 +36,10 @@ type profileResult struct {
 // 8-client run and during a connect-per-transaction run. Profiling slows the
 // process down, so these runs are not among the timed ones.
 func runProfiles(ctx context.Context, e *env, rep *report) error {
-	for _, w := range []workload{allWorkloads[1], allWorkloads[2]} {
+	if !e.want(targetGate) {
+		return nil
+	}
+	for _, w := range []workload{workloadByKey("S8"), workloadByKey("C4")} {
 		name := "pgcertgate-profile-" + w.Key
 		cpu, mem := e.path(name+".cpu.pprof"), e.path(name+".mem.pprof")
 		g, err := e.startGate(ctx, gateOpts{name: name, env: []string{

@@ -27,6 +27,10 @@ type report struct {
 	runs      []runResult
 	memory    []memResult
 	profiles  []profileResult
+	ledger    *ledgerProfile
+	// ocspRequests is how many requests the OCSP responder answered
+	// over the whole bench.
+	ocspRequests int
 }
 
 // Markers around the generated part of BENCHMARKS.md. Everything outside
@@ -39,8 +43,8 @@ const (
 const defaultHeader = `# Benchmarks
 
 pgcertgate against PostgreSQL reached directly over TLS and against PgBouncer
-1.18 (issue 7). ` + "`make bench`" + ` builds everything it measures and rewrites the
-part of this file between the bench markers; the rest is kept.
+1.18. ` + "`make bench`" + ` builds everything it measures and rewrites the part
+of this file between the bench markers; the rest is kept.
 
 `
 
@@ -58,79 +62,6 @@ func (r *report) summary(target, workload string) summary {
 
 func (r *report) hasTarget(name string) bool {
 	return slices.Contains(r.targetNames(), name)
-}
-
-// verdict is one throughput or memory target, and whether it was met.
-type verdict struct {
-	Goal     string
-	Measured string
-	Met      bool
-	Known    bool
-}
-
-func (v verdict) status() string {
-	switch {
-	case !v.Known:
-		return "not measured"
-	case v.Met:
-		return "**met**"
-	}
-	return "**not met**"
-}
-
-// ratioVerdict compares the medians of a and b for a workload against a
-// minimum ratio.
-func (r *report) ratioVerdict(workload, a, b string, minRatio float64, goal string) verdict {
-	v := verdict{Goal: goal}
-	sa, sb := r.summary(a, workload), r.summary(b, workload)
-	if sa.N == 0 || sb.N == 0 || sb.Median == 0 {
-		return v
-	}
-	ratio := sa.Median / sb.Median
-	rr := summarize(roundRatios(r.runs, workload, a, b))
-	v.Known, v.Met = true, ratio >= minRatio
-	v.Measured = fmt.Sprintf("%.3f × (%s %s vs %s %s; per-round ratios %.3f–%.3f)",
-		ratio, fmtValue(sa.Median), a, fmtValue(sb.Median), b, rr.Min, rr.Max)
-	return v
-}
-
-func (r *report) verdicts() []verdict {
-	var out []verdict
-	gates := []string{targetGate}
-	if r.hasTarget(targetGateReuse) {
-		gates = append(gates, targetGateReuse)
-	}
-	if r.opts.binB != "" {
-		gates = append(gates, r.opts.labelB)
-	}
-	for _, g := range gates {
-		out = append(out,
-			r.ratioVerdict("S8", g, targetDirect, 0.95, fmt.Sprintf("select-only, 8 clients: %s ≥ 0.95 × direct", g)),
-			r.ratioVerdict("S8", g, targetBouncer, 1.00, fmt.Sprintf("select-only, 8 clients: %s ≥ 1.00 × PgBouncer", g)),
-			r.ratioVerdict("C4", g, targetDirect, 1.5, fmt.Sprintf("connect per transaction, 4 clients: %s ≥ 1.5 × direct", g)),
-			r.ratioVerdict("C4", g, targetBouncer, 1.0, fmt.Sprintf("connect per transaction, 4 clients: %s ≥ 1.0 × PgBouncer", g)),
-			r.ratioVerdict("copy-out", g, targetDirect, 0.90, fmt.Sprintf("COPY out: %s ≥ 0.90 × direct MB/s", g)),
-			r.ratioVerdict("copy-in", g, targetDirect, 0.90, fmt.Sprintf("COPY in: %s ≥ 0.90 × direct MB/s", g)),
-		)
-	}
-	idle := verdict{Goal: fmt.Sprintf("≤ 64 KiB RSS per idle authenticated client (%d held)", r.opts.idle)}
-	parked := verdict{Goal: fmt.Sprintf("%d concurrent TLS clients parked in startup", r.opts.parked)}
-	for _, m := range r.memory {
-		if m.Target != targetGate {
-			continue
-		}
-		switch m.Name {
-		case "idle authenticated sessions":
-			idle.Known = true
-			idle.Met = m.PerClient <= 64*1024 && m.Held == m.Clients
-			idle.Measured = fmt.Sprintf("%.1f KiB per session (%d held; RSS %.1f → %.1f MiB)", m.PerClient/1024, m.Held, mib(m.RSSBefore), mib(m.RSSWith))
-		case "TLS clients parked in startup":
-			parked.Known = true
-			parked.Met = m.Held == m.Clients
-			parked.Measured = fmt.Sprintf("%d of %d held, a login still succeeded; RSS %.1f → %.1f MiB (%.1f KiB per client)", m.Held, m.Clients, mib(m.RSSBefore), mib(m.RSSWith), m.PerClient/1024)
-		}
-	}
-	return append(out, idle, parked)
 }
 
 func fmtValue(v float64) string {
@@ -222,14 +153,17 @@ func (r *report) markdown(plotErr error) string {
 	p(", %.2f before the first timed run, %.2f at the end.\n\n", r.loadAfterSetup, r.loadAtEnd)
 	if e.reuse != "" {
 		p("pgcertgate+reuse: %s.\n\n", e.reuse)
-	} else {
-		p("pgcertgate+reuse is pgcertgate with `[backend] %s` (backend-connection reuse).\n\n", r.opts.reuseLine)
 	}
+	r.describeTargets(p)
 
-	p("### Issue 7 targets\n\n")
-	p("Ratios are of medians; the per-round ratios compare runs that ran back to back.\n\n")
-	p("| target | measured | verdict |\n|---|---|---|\n")
+	p("### Targets\n\n")
+	p("Ratios are of medians; the per-round ratios compare runs that ran back to back.\n")
+	group := ""
 	for _, v := range r.verdicts() {
+		if v.Group != group {
+			group = v.Group
+			p("\n%s:\n\n| target | measured | verdict |\n|---|---|---|\n", group)
+		}
 		m := v.Measured
 		if m == "" {
 			m = "—"
@@ -257,6 +191,10 @@ func (r *report) markdown(plotErr error) string {
 		p("| %s (%s) |", w.Title, w.Unit)
 		for _, n := range names {
 			s := r.summary(n, w.Key)
+			if s.N == 0 {
+				p(" — |")
+				continue
+			}
 			p(" %s [%s–%s] |", fmtValue(s.Median), fmtValue(s.Min), fmtValue(s.Max))
 		}
 		p("\n")
@@ -268,7 +206,10 @@ func (r *report) markdown(plotErr error) string {
 				continue
 			}
 			s, d, bo := r.summary(n, w.Key), r.summary(targetDirect, w.Key), r.summary(targetBouncer, w.Key)
-			p("| %s | %s | %.3f | %s |\n", w.Key, n, s.Median/d.Median, ratioOrDash(s.Median, bo.Median, n == targetBouncer))
+			if s.N == 0 {
+				continue
+			}
+			p("| %s | %s | %s | %s |\n", w.Key, n, ratioOrDash(s.Median, d.Median, false), ratioOrDash(s.Median, bo.Median, n == targetBouncer))
 		}
 	}
 	p("\nLatency average (ms, median over rounds):\n\n")
@@ -285,11 +226,16 @@ func (r *report) markdown(plotErr error) string {
 					lat = append(lat, run.LatencyMs)
 				}
 			}
+			if len(lat) == 0 {
+				p(" — |")
+				continue
+			}
 			p(" %.3f |", summarize(lat).Median)
 		}
 		p("\n")
 	}
 	r.writeCPU(p)
+	r.ledgerMarkdown(p)
 	if plotErr == nil {
 		rel, err := filepath.Rel(filepath.Dir(r.opts.out), r.opts.plot)
 		if err != nil {
@@ -300,7 +246,7 @@ func (r *report) markdown(plotErr error) string {
 		p("\n(The plot could not be drawn: %v.)\n", plotErr)
 	}
 
-	p("\n### Memory (pgcertgate RSS)\n\n")
+	p("\n### Memory (RSS)\n\n")
 	p("VmRSS from /proc/<pid>/status. Each pgcertgate measurement uses a fresh process (one warm-up session first), so heap kept from earlier runs does not hide the cost; \"settled\" means two samples a second apart within 0.5 %%.\n\n")
 	p("| measurement | target | clients | held | RSS before | RSS with | RSS per client | Go heap in use per client | Go stacks per client | goroutines per client |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, m := range r.memory {
@@ -319,7 +265,7 @@ func (r *report) markdown(plotErr error) string {
 	}
 	for _, m := range r.memory {
 		if m.HeapTop != "" {
-			p("\nLive heap of pgcertgate with %d %s held (`/debug/pprof/heap?gc=1` from the admin endpoint with `pprof = true`; `go tool pprof -sample_index=inuse_space -top`):\n\n```\n%s\n```\n", m.Clients, m.Name, m.HeapTop)
+			p("\nLive heap of %s with %d %s held (`/debug/pprof/heap?gc=1` from the admin endpoint with `pprof = true`; `go tool pprof -sample_index=inuse_space -top`):\n\n```\n%s\n```\n", m.Target, m.Clients, m.Name, m.HeapTop)
 		}
 	}
 	p("\nThe Go columns come from pgcertgate's admin endpoint (`[admin] listen_address`, /metrics: go_memstats_heap_inuse_bytes, go_memstats_stack_inuse_bytes, go_goroutines), read together with the RSS.\n")
@@ -355,7 +301,7 @@ func (r *report) markdown(plotErr error) string {
 	p("```\n$ free -h\n%s\n```\n", r.machine.Free)
 
 	p("\n### Setup and commands\n\n")
-	p("`make bench` = `make build bench-deps`, then `go run ./bench/cmd/pgbench-compare` (flags: `-T`, `-rounds`, `-copy-mb`, `-idle`, `-parked`, `-quiet-wait`, `-reuse`, `-workloads`, `-keep`; see `-help`). Setup times: ")
+	p("`make bench` = `make build bench-deps`, then `go run ./bench/cmd/pgbench-compare` (flags: `-T`, `-rounds`, `-copy-mb`, `-idle`, `-parked`, `-quiet-wait`, `-reuse`, `-eventloop`, `-targets`, `-workloads`, `-keep`; see `-help`). Setup times: ")
 	for i, s := range e.setupTimes {
 		if i > 0 {
 			p(", ")

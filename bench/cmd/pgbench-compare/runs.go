@@ -44,13 +44,37 @@ func selectedWorkloads(filter string) ([]workload, error) {
 	}
 	var out []workload
 	for _, k := range strings.Split(filter, ",") {
-		i := slices.IndexFunc(allWorkloads, func(w workload) bool { return w.Key == strings.TrimSpace(k) })
+		i := workloadIndex(strings.TrimSpace(k))
 		if i < 0 {
 			return nil, fmt.Errorf("-workloads: unknown workload %q", k)
 		}
 		out = append(out, allWorkloads[i])
 	}
 	return out, nil
+}
+
+func workloadIndex(key string) int {
+	return slices.IndexFunc(allWorkloads, func(w workload) bool { return w.Key == key })
+}
+
+// workloadByKey is the workload named key, one of the bench's own keys:
+// looked up by name so that reordering allWorkloads changes no run.
+func workloadByKey(key string) workload {
+	i := workloadIndex(key)
+	if i < 0 {
+		panic("pgbench-compare: no workload " + key)
+	}
+	return allWorkloads[i]
+}
+
+// warmupWorkload is what a target's untimed warm-up runs: select-only
+// with 8 clients, or connect per transaction for a target measured only
+// on logins.
+func warmupWorkload(tg *target) workload {
+	if tg.runs("S8") {
+		return workloadByKey("S8")
+	}
+	return workloadByKey("C4")
 }
 
 // runResult is one measured run.
@@ -96,21 +120,31 @@ func runRounds(ctx context.Context, e *env, rep *report) error {
 	}
 	rep.workloads = ws
 	// Warm-up, untimed: fill shared_buffers and the OS cache, fault in
-	// each proxy's code and pools.
+	// each proxy's code and pools (and fill the OCSP cache).
 	for _, tg := range e.targets {
-		if _, err := e.runPgbench(ctx, tg, allWorkloads[1], 3, false); err != nil {
+		w := warmupWorkload(tg)
+		if err := tg.prepare(ctx); err != nil {
+			return fmt.Errorf("warm-up %s: %w", tg.Name, err)
+		}
+		if _, err := e.runPgbench(ctx, tg, w, 3, false); err != nil {
 			return fmt.Errorf("warm-up %s: %w", tg.Name, err)
 		}
 	}
-	total := e.o.rounds * len(ws) * len(e.targets)
+	total := e.o.rounds * plannedRuns(ws, e.targets)
 	n := 0
 	for round := 1; round <= e.o.rounds; round++ {
 		for _, w := range ws {
 			for _, tg := range e.targets {
+				if !tg.runs(w.Key) {
+					continue
+				}
 				if err := ctx.Err(); err != nil {
 					return err
 				}
 				n++
+				if err := tg.prepare(ctx); err != nil {
+					return fmt.Errorf("round %d, %s, %s: %w", round, w.Key, tg.Name, err)
+				}
 				var r *runResult
 				var err error
 				if w.Copy != "" {
@@ -123,11 +157,32 @@ func runRounds(ctx context.Context, e *env, rep *report) error {
 				}
 				r.Round = round
 				rep.runs = append(rep.runs, *r)
-				logf("run %d/%d round %d %-8s %-17s %10.1f %s (1-min load %.2f)", n, total, round, w.Key, tg.Name, r.Value, w.Unit, readLoad())
+				logf("run %d/%d round %d %-8s %-26s %10.1f %s (1-min load %.2f)", n, total, round, w.Key, tg.Name, r.Value, w.Unit, readLoad())
 			}
 		}
 	}
 	return nil
+}
+
+// plannedRuns is how many runs one round makes.
+func plannedRuns(ws []workload, targets []*target) int {
+	n := 0
+	for _, w := range ws {
+		for _, t := range targets {
+			if t.runs(w.Key) {
+				n++
+			}
+		}
+	}
+	return n
+}
+
+// prepare runs the target's untimed step before a run, if it has one.
+func (t *target) prepare(ctx context.Context) error {
+	if t.before == nil {
+		return nil
+	}
+	return t.before(ctx)
 }
 
 var (

@@ -54,6 +54,12 @@ type target struct {
 	Port int
 	TLS  string // as psql's \conninfo reports it: "(protocol: TLSv1.3, cipher: …)"
 	proc *proc  // the process whose RSS is sampled; nil for direct PostgreSQL
+	// Workloads are the keys of the workloads the target is measured on;
+	// nil means all.
+	Workloads []string
+	// before runs (untimed) before each of the target's runs.
+	before  func(context.Context) error
+	cfgPath string // pgcertgate's configuration file
 }
 
 // env is everything setup made.
@@ -70,7 +76,6 @@ type env struct {
 	pgVersion string
 	procs     []*proc
 	targets   []*target
-	gate      *target // pgcertgate without reuse
 
 	bulkFile  string
 	bulkBytes int64
@@ -78,10 +83,31 @@ type env struct {
 
 	bouncerVersion string
 	reuse          string // "" when measured, else why not
+	// selected is -targets (nil: every target).
+	selected map[string]bool
+	// notes say why optional targets were not measured.
+	notes []string
+	// The ledger table's persistence as install-sql creates it, and the
+	// other one, measured as a second ledger target.
+	ledgerInstalled, ledgerOther string
+	// ledgerCheck is `pgcertgate check` on the ledger settings, run once.
+	ledgerCheck  *checkResult
+	ocsp         *proc // the OCSP responder
+	clientSerial string
+	caKeyPEM     []byte
+	// statStatements: pg_stat_statements is loaded (tracking off until
+	// the ledger profile run).
+	statStatements bool
 	// files records each generated configuration for the report.
 	files []namedFile
 	// setupTimes records how long each setup step took.
 	setupTimes []namedDuration
+}
+
+// checkResult is one `pgcertgate check` of a bench configuration.
+type checkResult struct {
+	ok  bool
+	out string
 }
 
 type namedFile struct{ Name, Content string }
@@ -168,6 +194,10 @@ func (e *env) step(name string, began time.Time) {
 // pgcertgate. On error the returned env (if any) still needs close.
 func setup(ctx context.Context, o options, t tools) (*env, error) {
 	e := &env{o: o, tools: t}
+	var err error
+	if e.selected, err = parseTargets(o.targets); err != nil {
+		return nil, err
+	}
 	// The work directory holds Unix sockets (short path), the COPY file
 	// and configuration files that the postgres user must read; on
 	// tmpfs when there is one, so the COPY file never waits on a disk.
@@ -192,6 +222,9 @@ func setup(ctx context.Context, o options, t tools) (*env, error) {
 	if err := e.startCluster(ctx); err != nil {
 		return e, fmt.Errorf("PostgreSQL: %w", err)
 	}
+	if err := e.prepareLedgerProfile(ctx); err != nil {
+		return e, fmt.Errorf("pg_stat_statements: %w", err)
+	}
 	e.step("start PostgreSQL", began)
 
 	began = time.Now()
@@ -200,24 +233,31 @@ func setup(ctx context.Context, o options, t tools) (*env, error) {
 	}
 	e.step(fmt.Sprintf("pgbench -i -s %d and the %d MB COPY table", pgbenchScale, o.copyMB), began)
 
-	e.targets = append(e.targets, &target{Name: targetDirect, Port: e.cluster.Port()})
+	if e.want(targetDirect) {
+		e.targets = append(e.targets, &target{Name: targetDirect, Port: e.cluster.Port()})
+	}
 
 	began = time.Now()
-	bp, bport, err := e.startBouncer(ctx)
-	if err != nil {
-		return e, fmt.Errorf("PgBouncer: %w", err)
+	if e.want(targetBouncer) {
+		bp, bport, err := e.startBouncer(ctx)
+		if err != nil {
+			return e, fmt.Errorf("PgBouncer: %w", err)
+		}
+		e.targets = append(e.targets, &target{Name: targetBouncer, Port: bport, proc: bp})
 	}
-	e.targets = append(e.targets, &target{Name: targetBouncer, Port: bport, proc: bp})
 
-	g, err := e.startGate(ctx, gateOpts{name: "pgcertgate"})
-	if err != nil {
-		return e, fmt.Errorf("pgcertgate: %w", err)
+	if e.want(targetGate) {
+		if _, err := e.addGate(ctx, targetGate, gateOpts{}, nil); err != nil {
+			return e, err
+		}
 	}
-	e.gate = &target{Name: targetGate, Port: g.port, proc: g.proc}
-	e.targets = append(e.targets, e.gate)
-
 	if err := e.setupReuse(ctx); err != nil {
 		return e, err
+	}
+	for _, f := range []func(context.Context) error{e.setupEventloop, e.setupLedger, e.setupCASets, e.setupOCSP} {
+		if err := f(ctx); err != nil {
+			return e, err
+		}
 	}
 	if o.binB != "" {
 		var envB []string
@@ -229,6 +269,9 @@ func setup(ctx context.Context, o options, t tools) (*env, error) {
 			return e, fmt.Errorf("%s: %w", o.labelB, err)
 		}
 		e.targets = append(e.targets, &target{Name: o.labelB, Port: g.port, proc: g.proc})
+	}
+	if len(e.targets) == 0 {
+		return e, errors.New("no target to measure")
 	}
 	e.step("start PgBouncer and pgcertgate", began)
 
@@ -270,6 +313,7 @@ func (e *env) writePKI() error {
 		return err
 	}
 	e.rootPEM, e.serverCrtPEM, e.serverKeyPEM = ca.CertPEM, srv.ChainPEM(), srv.KeyPEM
+	e.caKeyPEM, e.clientSerial = ca.KeyPEM, cli.Cert.SerialNumber.Text(16)
 	e.rootCrt, e.clientCrt, e.clientKey = e.path("root.crt"), e.path("client.crt"), e.path("client.key")
 	if err := testpki.WriteFile(e.rootCrt, ca.CertPEM, 0o644); err != nil {
 		return err
@@ -465,15 +509,31 @@ func (e *env) startProc(name string, cmd *exec.Cmd) (*proc, error) {
 type gateOpts struct {
 	name         string   // names its configuration and log files
 	bin          string   // the binary; empty means -bin
+	topExtra     string   // extra top-level lines (before [backend])
 	backendExtra string   // extra lines in [backend]
+	tables       string   // extra TOML tables after [backend] ([client_ca.NAME] …)
+	hba          string   // pg_hba.conf content; empty means hbaCert
 	env          []string // extra environment
 	admin        bool     // serve the admin endpoint (/metrics) on a free port
 	adminExtra   string   // extra lines in [admin]
 }
 
+// gateConf is what varies between the bench's pgcertgate configurations.
+type gateConf struct {
+	port         int
+	backendDir   string // PostgreSQL's Unix socket directory
+	backendPort  int
+	hbaPath      string
+	topExtra     string
+	backendExtra string
+	tables       string
+	adminPort    int // 0: no [admin]
+	adminExtra   string
+}
+
 // gateConfig is pgcertgate's configuration for the bench. Keys and values
 // are the documented ones (README.md).
-func (e *env) gateConfig(port int, backendExtra string, adminPort int, adminExtra string) string {
+func (e *env) gateConfig(c gateConf) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, `listen_addresses = "127.0.0.1"
 port = %d
@@ -484,18 +544,24 @@ ssl_ca_file = %q
 max_connections = %d
 max_startup_connections = %d
 authentication_timeout = %q
-
+`, c.port, c.hbaPath, e.path("server.crt"), e.path("server.key"), e.rootCrt, gateMaxConns, gateMaxStartups, gateAuthTimeout)
+	if c.topExtra != "" {
+		b.WriteString(strings.TrimRight(c.topExtra, "\n") + "\n")
+	}
+	fmt.Fprintf(&b, `
 [backend]
 dsn = "host=%s port=%d sslmode=disable"
-`, port, e.path("gate_hba.conf"), e.path("server.crt"), e.path("server.key"), e.rootCrt, gateMaxConns, gateMaxStartups, gateAuthTimeout,
-		e.cluster.SocketDir(), e.cluster.Port())
-	if backendExtra != "" {
-		b.WriteString(backendExtra + "\n")
+`, c.backendDir, c.backendPort)
+	if c.backendExtra != "" {
+		b.WriteString(strings.TrimRight(c.backendExtra, "\n") + "\n")
 	}
-	if adminPort != 0 {
-		fmt.Fprintf(&b, "\n[admin]\nlisten_address = \"127.0.0.1:%d\"\n", adminPort)
-		if adminExtra != "" {
-			b.WriteString(adminExtra + "\n")
+	if c.tables != "" {
+		b.WriteString("\n" + strings.TrimRight(c.tables, "\n") + "\n")
+	}
+	if c.adminPort != 0 {
+		fmt.Fprintf(&b, "\n[admin]\nlisten_address = \"127.0.0.1:%d\"\n", c.adminPort)
+		if c.adminExtra != "" {
+			b.WriteString(c.adminExtra + "\n")
 		}
 	}
 	return b.String()
@@ -506,6 +572,24 @@ type gate struct {
 	*proc
 	port      int
 	adminPort int // 0: no admin endpoint
+	cfgPath   string
+}
+
+// writeGateConfig writes o.name.toml (and o.name_hba.conf when o has its
+// own pg_hba.conf) for a pgcertgate listening on port.
+func (e *env) writeGateConfig(o gateOpts, port, adminPort int) (string, string, error) {
+	hbaPath := e.path("gate_hba.conf")
+	hba := hbaCert
+	if o.hba != "" {
+		hbaPath, hba = e.path(o.name+"_hba.conf"), o.hba
+	}
+	if err := os.WriteFile(hbaPath, []byte(hba), 0o644); err != nil {
+		return "", "", err
+	}
+	conf := e.gateConfig(gateConf{port: port, backendDir: e.cluster.SocketDir(), backendPort: e.cluster.Port(), hbaPath: hbaPath, topExtra: o.topExtra, backendExtra: o.backendExtra,
+		tables: o.tables, adminPort: adminPort, adminExtra: o.adminExtra})
+	cfgPath := e.path(o.name + ".toml")
+	return cfgPath, conf, os.WriteFile(cfgPath, []byte(conf), 0o644)
 }
 
 // startGate writes a configuration named o.name.toml and starts
@@ -513,9 +597,6 @@ type gate struct {
 func (e *env) startGate(ctx context.Context, o gateOpts) (*gate, error) {
 	if o.bin == "" {
 		o.bin = e.o.bin
-	}
-	if err := os.WriteFile(e.path("gate_hba.conf"), []byte(hbaCert), 0o644); err != nil {
-		return nil, err
 	}
 	g := &gate{}
 	var err error
@@ -527,13 +608,16 @@ func (e *env) startGate(ctx context.Context, o gateOpts) (*gate, error) {
 			return nil, err
 		}
 	}
-	conf := e.gateConfig(g.port, o.backendExtra, g.adminPort, o.adminExtra)
-	cfgPath := e.path(o.name + ".toml")
-	if err := os.WriteFile(cfgPath, []byte(conf), 0o644); err != nil {
+	cfgPath, conf, err := e.writeGateConfig(o, g.port, g.adminPort)
+	if err != nil {
 		return nil, err
 	}
-	if o.name == "pgcertgate" || o.name == "pgcertgate-reuse" {
+	g.cfgPath = cfgPath
+	if reportedConfigs[o.name] {
 		e.files = append(e.files, namedFile{o.name + ".toml", conf})
+		if o.hba != "" {
+			e.files = append(e.files, namedFile{o.name + "_hba.conf", o.hba})
+		}
 	}
 	cmd := exec.CommandContext(ctx, o.bin, "serve", "--config", cfgPath)
 	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + e.dir}, o.env...)
@@ -548,42 +632,49 @@ func (e *env) startGate(ctx context.Context, o gateOpts) (*gate, error) {
 }
 
 // acceptsConfig reports whether `pgcertgate check` accepts the bench
-// configuration with backendExtra in [backend] and, when adminPort is set,
-// an [admin] endpoint with adminExtra: settings newer than the binary are
-// refused.
-func (e *env) acceptsConfig(ctx context.Context, name, backendExtra string, adminPort int, adminExtra string) bool {
-	probe := e.path(name + ".toml")
-	if err := os.WriteFile(probe, []byte(e.gateConfig(6432, backendExtra, adminPort, adminExtra)), 0o644); err != nil {
-		return false
+// configuration o (on a placeholder port; o.admin adds an [admin]
+// endpoint): settings newer than the binary are refused. The output of a
+// refusal is returned for the report.
+func (e *env) acceptsConfig(ctx context.Context, o gateOpts) (bool, string) {
+	adminPort := 0
+	if o.admin {
+		adminPort = 1
+	}
+	probe, _, err := e.writeGateConfig(o, 6432, adminPort)
+	if err != nil {
+		return false, err.Error()
 	}
 	out, err := exec.CommandContext(ctx, e.o.bin, "check", "--config", probe).CombinedOutput()
 	if err != nil && e.o.verbose {
-		logf("pgcertgate check %s: %v\n%s", name, err, out)
+		logf("pgcertgate check %s: %v\n%s", o.name, err, out)
 	}
-	return err == nil
+	return err == nil, strings.TrimSpace(string(out))
 }
 
 // setupReuse adds the pgcertgate+reuse target when the binary accepts the
-// reuse setting (-reuse auto) or when asked to (-reuse on).
+// reuse setting (-reuse auto) or when asked to (-reuse on, or -targets
+// naming it).
 func (e *env) setupReuse(ctx context.Context) error {
-	if e.o.reuse == "off" {
-		e.reuse = "not measured (-reuse off)"
+	if !e.want(targetGateReuse) {
 		return nil
 	}
-	if !e.acceptsConfig(ctx, "reuse-check", e.o.reuseLine, 0, "") {
+	if e.o.reuse == "off" {
+		e.reuse = "not measured (-reuse off)"
+		if e.required(targetGateReuse) {
+			return fmt.Errorf("%s: -reuse off", targetGateReuse)
+		}
+		return nil
+	}
+	if ok, _ := e.acceptsConfig(ctx, gateOpts{name: "reuse-check", backendExtra: e.o.reuseLine}); !ok {
 		e.reuse = fmt.Sprintf("not measured: this pgcertgate refuses `[backend] %s` (`pgcertgate check` fails)", e.o.reuseLine)
-		if e.o.reuse == "on" {
+		if e.o.reuse == "on" || e.required(targetGateReuse) {
 			return errors.New(e.reuse)
 		}
 		logf("%s", e.reuse)
 		return nil
 	}
-	g, err := e.startGate(ctx, gateOpts{name: "pgcertgate-reuse", backendExtra: e.o.reuseLine})
-	if err != nil {
-		return fmt.Errorf("pgcertgate+reuse: %w", err)
-	}
-	e.targets = append(e.targets, &target{Name: targetGateReuse, Port: g.port, proc: g.proc})
-	return nil
+	_, err := e.addGate(ctx, targetGateReuse, gateOpts{backendExtra: e.o.reuseLine}, nil)
+	return err
 }
 
 // startBouncer configures and starts PgBouncer as the postgres user

@@ -1,0 +1,6 @@
+//go:build !race
+
+package integration
+
+// fleetRace: the race detector is off.
+const fleetRace = false

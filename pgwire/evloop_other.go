@@ -1,0 +1,18 @@
+//go:build !linux
+
+package pgwire
+
+import (
+	"net"
+	"sync/atomic"
+)
+
+// evJoined counts the sessions that joined an event loop: none here.
+var evJoined atomic.Int64
+
+// relayEvents exists on Linux only (epoll); configuration refuses
+// relay_engine = "eventloop" elsewhere, and this answers that the session
+// must be relayed by goroutines should one get here anyway.
+func relayEvents(client net.Conn, pending []byte, backend net.Conn, t *sessionTracker, ctl *sessionControl, setBackend func(net.Conn), done func(relayResult)) (ok bool) {
+	return false
+}
