@@ -3,11 +3,13 @@ package pgwire
 import (
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"os"
 	"runtime"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -76,7 +78,7 @@ type evLoop struct {
 	wakefd int
 
 	mu    sync.Mutex
-	queue []func()
+	queue []evTask
 
 	// Loop-owned from here on.
 	sides  map[uint64]*evSide
@@ -101,7 +103,13 @@ func evLoopFor() (*evLoop, error) {
 		for range n {
 			l, err := newEvLoop()
 			if err != nil {
-				evLoops.err = err
+				// Said once: every session then relays with goroutines.
+				slog.Default().Warn("event loop unavailable; relaying with goroutines", slog.Any("error", err))
+				for _, l := range evLoops.loops {
+					unix.Close(l.epfd)
+					unix.Close(l.wakefd)
+				}
+				evLoops.loops, evLoops.err = nil, err
 				return
 			}
 			evLoops.loops = append(evLoops.loops, l)
@@ -137,10 +145,17 @@ func newEvLoop() (*evLoop, error) {
 	return &evLoop{epfd: epfd, wakefd: wakefd, sides: make(map[uint64]*evSide), nextID: 1}, nil
 }
 
-// post runs f on the loop's thread, soon.
-func (l *evLoop) post(f func()) {
+// evTask is work posted to a loop for one session (nil for none).
+type evTask struct {
+	sess *evSession
+	f    func()
+}
+
+// post runs f on the loop's thread, soon, after everything posted before
+// it: the queue is first in, first out.
+func (l *evLoop) post(sess *evSession, f func()) {
 	l.mu.Lock()
-	l.queue = append(l.queue, f)
+	l.queue = append(l.queue, evTask{sess, f})
 	l.mu.Unlock()
 	one := [8]byte{1}
 	for {
@@ -179,18 +194,52 @@ func (l *evLoop) run() {
 				continue
 			}
 			if s := l.sides[id]; s != nil {
-				l.handle(s, events[i].Events)
+				l.dispatch(s, events[i].Events)
 			}
 		}
 		if again := l.again; len(again) > 0 {
 			l.again = nil
 			for _, s := range again {
-				if !s.s.over {
-					l.readSide(s)
-					l.update(s.s)
-				}
+				l.readAgain(s)
 			}
 		}
+	}
+}
+
+// dispatch, readAgain and runTask are the loop's three ways into a
+// session, each guarded so that a bug in one session ends that session
+// alone: the loop's other sessions, and the rest of its queue, carry on.
+func (l *evLoop) dispatch(s *evSide, events uint32) {
+	defer l.recoverSession(s.s)
+	l.handle(s, events)
+}
+
+func (l *evLoop) readAgain(s *evSide) {
+	defer l.recoverSession(s.s)
+	if !s.s.over {
+		l.readSide(s)
+		l.update(s.s)
+	}
+}
+
+func (l *evLoop) runTask(t evTask) {
+	defer l.recoverSession(t.sess)
+	t.f()
+}
+
+// recoverSession, deferred, turns a panic on the loop's thread into the
+// end of sess.
+func (l *evLoop) recoverSession(sess *evSession) {
+	r := recover()
+	if r == nil {
+		return
+	}
+	slog.Default().Error("panic in an event loop; ending its session", slog.Any("panic", r), slog.String("stack", string(debug.Stack())))
+	if sess != nil && !sess.over {
+		if sess.up.err == nil {
+			sess.up.err = fmt.Errorf("pgwire: event loop panic: %v", r)
+		}
+		l.end(sess, sess.up)
 	}
 }
 
@@ -205,8 +254,8 @@ func (l *evLoop) drainQueue() {
 	q := l.queue
 	l.queue = nil
 	l.mu.Unlock()
-	for _, f := range q {
-		f()
+	for _, t := range q {
+		l.runTask(t)
 	}
 }
 
@@ -283,6 +332,17 @@ func (s *evSide) queue(p []byte) {
 		s.off = 0
 	}
 	*s.ob = append(*s.ob, p...)
+}
+
+// full reports that so much waits to be written to s that s must not be
+// read until it drains. Reading a TLS side may queue output to the same
+// side (crypto/tls answers a KeyUpdate request there), so a client that
+// sends and never reads would otherwise grow its buffer without bound.
+// The threshold lies above one read's worth from the peer, sealed: a
+// client that writes a COPY while leaving the backend's notices unread
+// is still read, and the backend, which stops for it, still drains.
+func (s *evSide) full() bool {
+	return len(s.pending()) > evOutCap
 }
 
 func (s *evSide) consume(n int) {
@@ -462,6 +522,7 @@ func (l *evLoop) handle(s *evSide, events uint32) {
 		s.drained = false
 	}
 	if len(s.pending()) > 0 && events&(unix.EPOLLOUT|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
+		wasFull := s.full()
 		if err := s.flush(); err != nil {
 			// The copier writing to s failed.
 			w := s.peer.from
@@ -473,6 +534,14 @@ func (l *evLoop) handle(s *evSide, events uint32) {
 			// Drained: the peer may be read again, and a TLS peer may
 			// hold records epoll knows nothing of.
 			l.readSide(s.peer)
+			if sess.over {
+				return
+			}
+		}
+		if wasFull && !s.full() && events&unix.EPOLLIN == 0 {
+			// No longer full: s may be read again, and crypto/tls may
+			// hold records of its own.
+			l.readSide(s)
 			if sess.over {
 				return
 			}
@@ -493,7 +562,7 @@ func (l *evLoop) readSide(src *evSide) {
 	sess := src.s
 	dst := src.peer
 	for i := 0; ; i++ {
-		if sess.over || len(dst.pending()) > 0 {
+		if sess.over || len(dst.pending()) > 0 || src.full() {
 			return
 		}
 		if i == evReadsPerTurn {
@@ -573,7 +642,7 @@ func (l *evLoop) update(sess *evSession) {
 	}
 	for _, s := range []*evSide{&sess.client, &sess.backend} {
 		var want uint32
-		if len(s.peer.pending()) == 0 {
+		if len(s.peer.pending()) == 0 && !s.full() {
 			want |= unix.EPOLLIN
 		}
 		if len(s.pending()) > 0 {
@@ -602,6 +671,12 @@ func (l *evLoop) update(sess *evSession) {
 // start runs on the loop: it registers the session, forwards what the
 // startup reader held, and reads what crypto/tls may already hold.
 func (l *evLoop) start(sess *evSession) {
+	if sess.over {
+		// Nothing of the session's may run before start (see
+		// relayEvents); should anything have ended it, its descriptors
+		// belong to its ending goroutine now.
+		return
+	}
 	for _, s := range []*evSide{&sess.client, &sess.backend} {
 		s.id = l.nextID
 		l.nextID++
@@ -662,7 +737,7 @@ func (l *evLoop) stopRequested(sess *evSession) {
 	}
 	if sess.stopTimer == nil {
 		sess.stopTimer = time.AfterFunc(stopGrace, func() {
-			l.post(func() {
+			l.post(sess, func() {
 				if !sess.over {
 					sess.down.err = os.ErrDeadlineExceeded
 					l.end(sess, sess.down)
@@ -726,7 +801,7 @@ func (b *evBackend) Close() error {
 	fin, kept := b.fin, b.kept
 	b.mu.Unlock()
 	if !fin {
-		b.loop.post(func() { b.loop.abort(b.sess) })
+		b.loop.post(b.sess, func() { b.loop.abort(b.sess) })
 		return nil
 	}
 	if kept != nil {
@@ -785,7 +860,6 @@ func relayEvents(client net.Conn, pending []byte, backendConn net.Conn, t *sessi
 	}
 	l, err := evLoopFor()
 	if err != nil {
-		slog.Default().Warn("event loop unavailable; relaying with goroutines", slog.Any("error", err))
 		return false
 	}
 	cfd, err := dupConn(cc)
@@ -815,17 +889,27 @@ func relayEvents(client net.Conn, pending []byte, backendConn net.Conn, t *sessi
 		sess.bs = newBackendScanner(t, ctl)
 		sess.down.scan = sess.bs.scan
 		ctl.setCopiers(sess.up, sess.down)
-		ctl.mu.Lock()
-		ctl.wake = func() { l.post(func() { l.stopRequested(sess) }) }
-		ctl.mu.Unlock()
 	}
 	if tr != nil {
 		tr.lio = &sess.client
 	}
 	sess.stand = &evBackend{Conn: backendConn, loop: l, sess: sess}
-	// The stand-in is handed over once start is queued: a fast shutdown's
-	// abort then always comes after it.
-	l.post(func() { l.start(sess) })
+	// start is queued before anything else of the session's can be, and
+	// the queue is first in, first out: a stop's wake and a fast
+	// shutdown's abort through the stand-in, handed out only below, run
+	// after it. Run before it, they could end the session and let its
+	// ending goroutine close the descriptors that start then registers.
+	l.post(sess, func() { l.start(sess) })
+	if ctl != nil {
+		ctl.mu.Lock()
+		ctl.wake = func() { l.post(sess, func() { l.stopRequested(sess) }) }
+		// A stop that came before the wake was there woke nobody.
+		missed := ctl.requested.Load()
+		ctl.mu.Unlock()
+		if missed {
+			l.post(sess, func() { l.stopRequested(sess) })
+		}
+	}
 	if setBackend != nil {
 		setBackend(sess.stand)
 	}
@@ -835,8 +919,26 @@ func relayEvents(client net.Conn, pending []byte, backendConn net.Conn, t *sessi
 // ending runs on a goroutine of its own once the loop has let go of the
 // session: the goroutine relay's ending, then done.
 func (sess *evSession) ending() {
-	keep, kept := sess.finish()
-	sess.done(relayResult{in: sess.up.n.Load(), out: sess.down.n.Load(), keep: keep, kept: kept})
+	r := relayResult{kept: sess.backendConn}
+	defer func() {
+		// A bug in one session's end must neither take the process down
+		// nor leave done uncalled: Shutdown waits for every session's.
+		if p := recover(); p != nil {
+			slog.Default().Error("panic while ending an event-loop session", slog.Any("panic", p), slog.String("stack", string(debug.Stack())))
+			sess.client.close()
+			sess.backend.close()
+			sess.ctl.finish()
+			if sess.stand != nil {
+				sess.stand.mu.Lock()
+				sess.stand.fin, sess.stand.kept = true, nil
+				sess.stand.mu.Unlock()
+			}
+			r = relayResult{kept: sess.backendConn}
+		}
+		r.in, r.out = sess.up.n.Load(), sess.down.n.Load()
+		sess.done(r)
+	}()
+	r.keep, r.kept = sess.finish()
 }
 
 // finish closes what the session leaves behind, as relayWith does after
@@ -866,8 +968,16 @@ func (sess *evSession) finish() (keep bool, kept net.Conn) {
 		settle(nil)
 		return false, backendConn
 	}
-	// Nothing more is owed to a client whose session ends otherwise.
-	clientSide.dropPending()
+	if first == up && !errors.Is(up.err, net.ErrClosed) {
+		// The client's side ended first: what waits for it may end with
+		// the alert crypto/tls sent for a record it could not decrypt.
+		// It goes out, bounded like every write at the end.
+		_ = clientSide.flushBlocking(time.Now().Add(evEndWrite))
+	} else {
+		// Nothing more is owed to a client whose backend ended the
+		// session, or whose session the server closed.
+		clientSide.dropPending()
+	}
 	closeClient(clientEnd, clientSide)
 	if first == up && up.cut {
 		// The client said Terminate. Every byte forwarded before it
@@ -889,6 +999,15 @@ func (sess *evSession) finish() (keep bool, kept net.Conn) {
 		backendSide.close()
 		settle(nil)
 		return false, backendConn
+	}
+	if first == up && up.err == nil {
+		// The client ended cleanly: crypto/tls hands over a record's data
+		// and the close_notify behind it in one read, and the loop ended
+		// the session with what the backend had not taken yet still
+		// queued. Those bytes were the client's last words (a COPY's
+		// end, a Terminate): they go first, bounded like every write at
+		// the end.
+		_ = backendSide.flushBlocking(time.Now().Add(evEndWrite))
 	}
 	backendSide.close()
 	ctl.finish()

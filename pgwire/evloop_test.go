@@ -15,6 +15,7 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -631,4 +632,113 @@ func TestEvloopConnExit(t *testing.T) {
 			}
 		})
 	}
+}
+
+// unixPair returns both ends of a Unix stream socket pair, the first with
+// a small send buffer, so that a writer to it soon meets a full socket.
+func unixPair(t *testing.T) (a, b *net.UnixConn) {
+	t.Helper()
+	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ends [2]*net.UnixConn
+	for i, fd := range fds {
+		f := os.NewFile(uintptr(fd), "pair")
+		c, err := net.FileConn(f)
+		f.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		ends[i] = c.(*net.UnixConn)
+	}
+	if err := ends[0].SetWriteBuffer(4096); err != nil {
+		t.Fatal(err)
+	}
+	return ends[0], ends[1]
+}
+
+// TestRelayTLSLastWords: a TLS client's last bytes (the end of a COPY, a
+// Terminate) followed at once by its close_notify reach a backend that
+// reads slowly, every one of them. crypto/tls returns the last record's
+// data and the close_notify's EOF from one read, while the backend may
+// still have part of that data to take.
+func TestRelayTLSLastWords(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, engine string) {
+		// TLS 1.2: its close_notify travels as an alert record, which
+		// crypto/tls looks for behind the data (TLS 1.3 hides record
+		// types, and its EOF comes from a read of its own).
+		client, server, _ := tlsRelayPair(t, tls.VersionTLS12)
+		backend, backendPeer := unixPair(t)
+		msg := make([]byte, 1<<20)
+		rng := rand.New(rand.NewPCG(5, 6))
+		for i := range msg {
+			msg[i] = byte(rng.Uint32())
+		}
+		// The last write is one record, nearly full: a backend that reads
+		// slowly cannot take it all at once.
+		last := len(msg)
+		msg = append(msg, bytes.Repeat([]byte{'d'}, 16000)...)
+		msg = append(msg, 'X', 0, 0, 0, 4)
+		done := make(chan struct{})
+		go func() { relayOn(engine, server, nil, backend, nil, nil, nil); close(done) }()
+		type result struct {
+			sum [sha256.Size]byte
+			n   int
+			err error
+		}
+		res := make(chan result, 1)
+		go func() {
+			// The backend reads in small pieces, with pauses: pacing,
+			// not synchronisation.
+			h := sha256.New()
+			buf := make([]byte, 4<<10)
+			n := 0
+			_ = backendPeer.SetReadDeadline(time.Now().Add(time.Minute))
+			for i := 0; ; i++ {
+				k, err := backendPeer.Read(buf)
+				h.Write(buf[:k])
+				n += k
+				if err != nil {
+					if err == io.EOF {
+						err = nil
+					}
+					var sum [sha256.Size]byte
+					copy(sum[:], h.Sum(nil))
+					res <- result{sum, n, err}
+					return
+				}
+				if i%8 == 0 {
+					time.Sleep(time.Millisecond)
+				}
+			}
+		}()
+		// The data and the close_notify leave in one write.
+		client.raw.batching = true
+		for _, p := range [][]byte{msg[:last], msg[last:]} {
+			if _, err := client.tls.Write(p); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := client.tls.CloseWrite(); err != nil {
+			t.Fatal(err)
+		}
+		// CloseWrite leaves an expired write deadline behind.
+		_ = client.raw.Conn.SetWriteDeadline(time.Now().Add(time.Minute))
+		client.raw.flush(t)
+		waitDone(t, done, "relay after the client's close_notify")
+		var r result
+		select {
+		case r = <-res:
+		case <-time.After(time.Minute):
+			t.Fatal("backend still reading after a minute")
+		}
+		if r.err != nil {
+			t.Fatal(r.err)
+		}
+		if r.n != len(msg) || r.sum != sha256.Sum256(msg) {
+			t.Fatalf("backend got %d bytes of %d (checksum equal: %v)", r.n, len(msg), r.sum == sha256.Sum256(msg))
+		}
+	})
 }

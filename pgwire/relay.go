@@ -469,9 +469,19 @@ func (c *clientConn) endSession(ctx context.Context, s *session, tracker *sessio
 	in, out, keep := r.in, r.out, r.keep
 	s.backend = r.kept
 	if ctl.finish() != nil {
-		// A stopped session's backend may be mid-query: cancel it, as
-		// pg_terminate_backend would end it.
-		c.srv.cancels.forward(cancelRequest{pid: s.cancel.pid, key: s.cancel.clientKey}, c.srv.log)
+		if keep {
+			// The client's Terminate came first, but a stop arrived
+			// before the relay could refuse it: the stopped session's
+			// backend is not kept, and no cancel is sent to a backend
+			// between messages, where another session's query would be
+			// next to meet it.
+			terminate(s.backend)
+			keep = false
+		} else {
+			// A stopped session's backend may be mid-query: cancel it,
+			// as pg_terminate_backend would end it.
+			c.srv.cancels.forward(cancelRequest{pid: s.cancel.pid, key: s.cancel.clientKey}, c.srv.log)
+		}
 	}
 	// The session is over before its backend can pass to another client,
 	// which takes this *session and rewrites its fields: nothing after

@@ -2,6 +2,7 @@ package pgwire
 
 import (
 	"bytes"
+	"context"
 	"crypto/tls"
 	"crypto/x509/pkix"
 	"io"
@@ -435,5 +436,50 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 			t.Fatalf("waited 10 s for %s", what)
 		}
 		time.Sleep(time.Millisecond)
+	}
+}
+
+// TestEndSessionStoppedAfterTerminate: a stop that races the client's
+// Terminate (the relay judged the backend reusable, but the stop was
+// accepted before the relay could refuse it) must neither keep the backend
+// nor cancel its pid: the cancel would reach whichever session the
+// backend served next. The backend is terminated instead.
+func TestEndSessionStoppedAfterTerminate(t *testing.T) {
+	e := newRevsessEnv(t, "terminate")
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cancels := make(chan int, 1)
+	go func() {
+		n := 0
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				cancels <- n
+				return
+			}
+			n++
+			c.Close()
+		}
+	}()
+	backend, backendPeer := tcpPair(t)
+	c := &clientConn{srv: e.srv, state: e.srv.state.Load(), id: 7, user: "alice", database: "db"}
+	s := &session{backend: backend, cancel: &cancelTarget{pid: 4242, clientKey: []byte("client key"), backendKey: []byte("backend key"), network: "tcp", address: ln.Addr().String()}}
+	e.srv.cancels.add(s.cancel)
+	ctl := newSessionControl(backend)
+	live := c.startLive(s, ctl)
+	if !ctl.stop(adminTerminated()) {
+		t.Fatal("stop refused")
+	}
+	c.endSession(context.Background(), s, newSessionTracker(nil), ctl, live, time.Now(), relayResult{keep: true, kept: backend})
+	ln.Close()
+	if n := <-cancels; n != 0 {
+		t.Errorf("%d cancel requests went to the backend's pid", n)
+	}
+	_ = backendPeer.SetReadDeadline(time.Now().Add(10 * time.Second))
+	got, err := io.ReadAll(backendPeer)
+	if err != nil || !bytes.Equal(got, []byte{'X', 0, 0, 0, 4}) {
+		t.Errorf("backend got %q, %v; want Terminate, then EOF", got, err)
 	}
 }
