@@ -186,11 +186,14 @@ type Config struct {
 	LogFormat string `toml:"log_format"`
 	LogLevel  string `toml:"log_level"`
 
-	// RelayEngine is how authenticated sessions are relayed: "goroutine"
-	// (default; empty means goroutine), two goroutines per session over
-	// Go's poller, or "eventloop", one epoll loop per core that every
-	// session's sockets join after authentication (Linux only).
+	// RelayEngine is how authenticated sessions are relayed: "eventloop"
+	// (the default on Linux, and Linux only), a few epoll loops that every
+	// session's sockets join after authentication, or "goroutine" (the
+	// default elsewhere), two goroutines per session over Go's poller.
 	RelayEngine string `toml:"relay_engine"`
+	// RelayEventLoops is how many event loops relay sessions: 0 (default)
+	// means one per four of GOMAXPROCS, at least one. Read at start.
+	RelayEventLoops int `toml:"relay_event_loops"`
 
 	// ShutdownTimeout is how long SIGTERM lets sessions finish before
 	// closing them. Default 30s.

@@ -17,6 +17,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/pgcertgate/pgcertgate/config"
 )
 
 // The event-loop relay (relay_engine = "eventloop").
@@ -24,7 +26,10 @@ import (
 // After authentication and the greeting, a session's two sockets leave Go's
 // poller: their descriptors are duplicated, the net.Conns closed (which
 // removes them from the runtime's epoll set), and the duplicates join one
-// of GOMAXPROCS loops. Each loop is a goroutine locked to its OS thread,
+// of relay_event_loops loops (by default one per four of GOMAXPROCS: a
+// loop that serves more sessions finds more of them ready each time it
+// wakes, and a wake-up, not the copy, is what a transaction costs most
+// here; see BENCHMARKS.md). Each loop is a goroutine locked to its OS thread,
 // waiting in a level-triggered epoll_wait; for each ready socket it reads
 // once, decrypts or encrypts through the client's crypto/tls connection,
 // and writes to the peer in the same turn, so a query and its answer cost
@@ -89,17 +94,28 @@ type evLoop struct {
 }
 
 var evLoops struct {
+	// want is how many loops to start (relay_event_loops); 0 means
+	// config.DefaultEventLoops.
+	want  atomic.Int32
 	once  sync.Once
 	loops []*evLoop
 	err   error
 	next  atomic.Uint32
 }
 
+// setEventLoops says how many loops to start. The loops are the
+// process's, like the runtime's own poller, and start with the first
+// session that joins one; a count given after that changes nothing.
+func setEventLoops(n int) { evLoops.want.Store(int32(n)) }
+
 // evLoopFor picks a loop for a new session, starting the loops the first
-// time. They live as long as the process, like the runtime's own poller.
+// time. They live as long as the process.
 func evLoopFor() (*evLoop, error) {
 	evLoops.once.Do(func() {
-		n := runtime.GOMAXPROCS(0)
+		n := int(evLoops.want.Load())
+		if n <= 0 {
+			n = config.DefaultEventLoops()
+		}
 		for range n {
 			l, err := newEvLoop()
 			if err != nil {

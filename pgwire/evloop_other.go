@@ -10,6 +10,9 @@ import (
 // evJoined counts the sessions that joined an event loop: none here.
 var evJoined atomic.Int64
 
+// setEventLoops has no loops to size here.
+func setEventLoops(int) {}
+
 // relayEvents exists on Linux only (epoll); configuration refuses
 // relay_engine = "eventloop" elsewhere, and this answers that the session
 // must be relayed by goroutines should one get here anyway.

@@ -482,6 +482,10 @@ func (c *clientConn) endSession(ctx context.Context, s *session, tracker *sessio
 	// client's may still be on its way to it.
 	c.srv.cancels.remove(s.cancel)
 	c.srv.metrics.relayed(in, out)
+	// The backend is the pool's or closed from here on: a fast
+	// shutdown must not reach it through this connection, which is
+	// still tracked until its goroutine's deferred work has run.
+	c.srv.setBackend(c, nil)
 	reused := false
 	if keep {
 		s.params = tracker.params

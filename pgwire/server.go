@@ -173,6 +173,7 @@ func New(o Options) *Server {
 		drain:        newDrainState(),
 	}
 	s.connCtx, s.endConns = context.WithCancel(context.Background())
+	setEventLoops(rt.Config.EventLoops())
 	s.state.Store(newState(rt))
 	s.metrics = newMetrics(s.state.Load)
 	s.revoker = newRevoker(s.metrics)
@@ -408,7 +409,7 @@ func (s *Server) setBackend(c *clientConn, backend net.Conn) {
 	c.backend = backend
 	closing := s.closing && s.forced
 	s.mu.Unlock()
-	if closing {
+	if closing && backend != nil {
 		backend.Close()
 	}
 }

@@ -374,6 +374,7 @@ func warnRestartOnly(log *slog.Logger, old, next *config.Config) {
 		{"max_connections", old.MaxConnections, next.MaxConnections},
 		{"max_startup_connections", old.MaxStartupConnections, next.MaxStartupConnections},
 		{"log_format", old.LogFormat, next.LogFormat},
+		{"relay_event_loops", old.RelayEventLoops, next.RelayEventLoops},
 		{"admin.listen_address", old.Admin.ListenAddress, next.Admin.ListenAddress},
 		{"admin.pprof", old.Admin.Pprof, next.Admin.Pprof},
 		{"backend.identity_ledger", old.Backend.IdentityLedger, next.Backend.IdentityLedger},

@@ -19,26 +19,45 @@ import (
 // 100 for the /proc interface on every architecture Go supports here.
 const userHZ = 100
 
-// procTimes reads utime+stime of pid, and cutime+cstime: the CPU of the
-// children it has reaped (a postmaster's exited backends).
-func procTimes(pid int) (own, reaped time.Duration, err error) {
+// usage is a process's CPU time and minor page faults.
+type usage struct {
+	cpu    time.Duration
+	faults int64
+}
+
+func (u usage) plus(v usage) usage { return usage{u.cpu + v.cpu, u.faults + v.faults} }
+
+// procUsage reads pid's own CPU (utime+stime) and minor page faults, and
+// those of the children it has reaped (a postmaster's exited backends).
+// A new PostgreSQL backend faults in each page of shared_buffers it
+// touches, which a pooler's long-lived server connections have done long
+// before: the faults say how much of PostgreSQL's CPU that is.
+func procUsage(pid int) (own, reaped usage, err error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
-		return 0, 0, err
+		return usage{}, usage{}, err
 	}
 	f, err := statFields(b)
 	if err != nil {
-		return 0, 0, err
+		return usage{}, usage{}, err
 	}
-	// utime(14) stime(15) cutime(16) cstime(17), numbered as in proc(5).
-	var t [4]int64
-	for i := range t {
-		if t[i], err = strconv.ParseInt(f[14+i-3], 10, 64); err != nil {
-			return 0, 0, fmt.Errorf("/proc/%d/stat: %w", pid, err)
+	// minflt(10) cminflt(12) utime(14) stime(15) cutime(16) cstime(17),
+	// numbered as in proc(5).
+	field := func(n int) (int64, error) {
+		v, err := strconv.ParseInt(f[n-3], 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("/proc/%d/stat: %w", pid, err)
+		}
+		return v, nil
+	}
+	var v [6]int64
+	for i, n := range []int{10, 12, 14, 15, 16, 17} {
+		if v[i], err = field(n); err != nil {
+			return usage{}, usage{}, err
 		}
 	}
 	tick := func(n int64) time.Duration { return time.Duration(n) * time.Second / userHZ }
-	return tick(t[0] + t[1]), tick(t[2] + t[3]), nil
+	return usage{tick(v[2] + v[3]), v[0]}, usage{tick(v[4] + v[5]), v[1]}, nil
 }
 
 // statFields splits /proc/<pid>/stat after the command name (which may
@@ -55,39 +74,40 @@ func statFields(b []byte) ([]string, error) {
 	return f, nil
 }
 
-// treeTimes is the CPU of a process and all its children, live or reaped:
-// for a postmaster, PostgreSQL's whole CPU. A child reaped between reading
-// the parent and reading the children would be missed, so the parent is
-// read again and the whole reading repeated until its reaped-children
-// time stood still (backends exit together when pgbench ends).
-func treeTimes(pid int) (time.Duration, error) {
+// treeUsage is the usage of a process and all its children, live or
+// reaped: for a postmaster, PostgreSQL's whole. A child reaped between
+// reading the parent and reading the children would be missed, so the
+// parent is read again and the whole reading repeated until its
+// reaped-children usage stood still (backends exit together when pgbench
+// ends).
+func treeUsage(pid int) (usage, error) {
 	for range 20 {
-		_, reaped, err := procTimes(pid)
+		_, reaped, err := procUsage(pid)
 		if err != nil {
-			return 0, err
+			return usage{}, err
 		}
-		live, err := childrenTimes(pid)
+		live, err := childrenUsage(pid)
 		if err != nil {
-			return 0, err
+			return usage{}, err
 		}
-		own, reapedAfter, err := procTimes(pid)
+		own, reapedAfter, err := procUsage(pid)
 		if err != nil {
-			return 0, err
+			return usage{}, err
 		}
 		if reaped == reapedAfter {
-			return own + reaped + live, nil
+			return own.plus(reaped).plus(live), nil
 		}
 	}
-	return 0, fmt.Errorf("pid %d: children kept exiting while being counted", pid)
+	return usage{}, fmt.Errorf("pid %d: children kept exiting while being counted", pid)
 }
 
-// childrenTimes sums utime+stime of pid's live children.
-func childrenTimes(pid int) (time.Duration, error) {
+// childrenUsage sums the own usage of pid's live children.
+func childrenUsage(pid int) (usage, error) {
 	ents, err := os.ReadDir("/proc")
 	if err != nil {
-		return 0, err
+		return usage{}, err
 	}
-	var total time.Duration
+	var total usage
 	for _, ent := range ents {
 		child, err := strconv.Atoi(ent.Name())
 		if err != nil {
@@ -101,8 +121,8 @@ func childrenTimes(pid int) (time.Duration, error) {
 		if err != nil || f[1] != strconv.Itoa(pid) {
 			continue
 		}
-		if own, _, err := procTimes(child); err == nil {
-			total += own
+		if own, _, err := procUsage(child); err == nil {
+			total = total.plus(own)
 		}
 	}
 	return total, nil
@@ -137,9 +157,10 @@ func machineTimes() (wall time.Time, idle time.Duration, err error) {
 
 // cpuSample is one reading of every counter a run's accounting needs.
 type cpuSample struct {
-	proxy, postgres, idle time.Duration
-	wall                  time.Time
-	ok                    bool
+	proxy, idle time.Duration
+	postgres    usage
+	wall        time.Time
+	ok          bool
 }
 
 // sampleCPU reads the proxy's (when the target is a process), PostgreSQL's
@@ -150,16 +171,18 @@ func (e *env) sampleCPU(tg *target) cpuSample {
 	if err != nil {
 		return s
 	}
-	if s.postgres, err = treeTimes(pm); err != nil {
+	if s.postgres, err = treeUsage(pm); err != nil {
 		return s
 	}
 	if s.wall, s.idle, err = machineTimes(); err != nil {
 		return s
 	}
 	if tg.proc != nil {
-		if s.proxy, _, err = procTimes(tg.proc.pid()); err != nil {
+		own, _, err := procUsage(tg.proc.pid())
+		if err != nil {
 			return s
 		}
+		s.proxy = own.cpu
 	}
 	s.ok = true
 	return s
@@ -173,10 +196,11 @@ func (r *runResult) setCPU(before, after cpuSample, pgbench time.Duration, cpus 
 	}
 	per := func(d time.Duration) float64 { return float64(d.Microseconds()) / float64(r.Transactions) }
 	r.CPU = &cpuPerTx{
-		Pgbench:  per(pgbench),
-		Proxy:    per(after.proxy - before.proxy),
-		Postgres: per(after.postgres - before.postgres),
-		Machine:  per(time.Duration(cpus)*after.wall.Sub(before.wall) - (after.idle - before.idle)),
+		Pgbench:        per(pgbench),
+		Proxy:          per(after.proxy - before.proxy),
+		Postgres:       per(after.postgres.cpu - before.postgres.cpu),
+		PostgresFaults: float64(after.postgres.faults-before.postgres.faults) / float64(r.Transactions),
+		Machine:        per(time.Duration(cpus)*after.wall.Sub(before.wall) - (after.idle - before.idle)),
 	}
 }
 
@@ -185,4 +209,6 @@ type cpuPerTx struct {
 	Pgbench, Proxy, Postgres float64
 	// Machine is every CPU's busy time, whoever spent it.
 	Machine float64
+	// PostgresFaults is PostgreSQL's minor page faults per transaction.
+	PostgresFaults float64 `json:",omitempty"`
 }

@@ -51,6 +51,11 @@ type options struct {
 	eventloop string        // auto, on, off
 	// eventloopLine is the top-level line that selects the event-loop relay.
 	eventloopLine string
+	// goroutineLine is the top-level line that selects the goroutine
+	// relay, written into every other pgcertgate target's configuration
+	// when the binary accepts it, so that those targets keep measuring
+	// the goroutine relay whatever the binary's default engine is.
+	goroutineLine string
 	skipMemory    bool
 	skipProf      bool
 	keep          bool // keep the work directory
@@ -79,6 +84,7 @@ func main() {
 	flag.StringVar(&o.targets, "targets", "", "comma-separated subset of targets ("+strings.Join(knownTargets, ",")+"); empty or all: every target, the optional ones when the binary accepts their settings. A target named here must be measured. Name only the one of pgcertgate+ledger-logged and pgcertgate+ledger-unlogged that install-sql does not create (the other is pgcertgate+ledger itself). The ledger, 3casets and ocsp targets run only C4")
 	flag.StringVar(&o.eventloop, "eventloop", "auto", "measure pgcertgate-eventloop and pgcertgate-eventloop+reuse: auto (when the binary accepts the setting), on, off")
 	flag.StringVar(&o.eventloopLine, "eventloop-setting", `relay_engine = "eventloop"`, "the top-level line that selects the event-loop relay")
+	flag.StringVar(&o.goroutineLine, "goroutine-setting", `relay_engine = "goroutine"`, "the top-level line that selects the goroutine relay, given to every pgcertgate target but the event-loop ones when the binary accepts it (empty: the binary's default)")
 	flag.BoolVar(&o.skipMemory, "skip-memory", false, "skip the memory measurements")
 	flag.BoolVar(&o.skipProf, "skip-profile", false, "skip the profile runs")
 	flag.BoolVar(&o.keep, "keep", false, "keep the work directory (configs, logs, profiles)")

@@ -381,8 +381,8 @@ func (r *report) writeCPU(p func(string, ...any)) {
 	if len(per) == 0 {
 		return
 	}
-	p("\nCPU per transaction (µs, median over rounds): pgbench's own (its rusage), the proxy's (/proc/<pid>/stat), PostgreSQL's (the postmaster and every backend, live or exited), and every CPU's busy time (/proc/stat, whoever spent it). With both CPUs saturated, TPS ≈ %d s ÷ the last column.\n\n", r.machine.CPUs)
-	p("| workload | target | pgbench | proxy | PostgreSQL | sum | all CPUs |\n|---|---|---:|---:|---:|---:|---:|\n")
+	p("\nCPU per transaction (µs, median over rounds): pgbench's own (its rusage), the proxy's (/proc/<pid>/stat), PostgreSQL's (the postmaster and every backend, live or exited), and every CPU's busy time (/proc/stat, whoever spent it). With both CPUs saturated, TPS ≈ %d s ÷ the all-CPUs column. The last column is PostgreSQL's minor page faults per transaction (/proc/<pid>/stat minflt, backends included): a new backend faults in each page of shared_buffers it touches, which long-lived server connections (PgBouncer's, or pgcertgate's with reuse) did in earlier runs.\n\n", r.machine.CPUs)
+	p("| workload | target | pgbench | proxy | PostgreSQL | sum | all CPUs | PostgreSQL faults |\n|---|---|---:|---:|---:|---:|---:|---:|\n")
 	med := func(cs []*cpuPerTx, f func(*cpuPerTx) float64) float64 {
 		v := make([]float64, len(cs))
 		for i, c := range cs {
@@ -402,7 +402,8 @@ func (r *report) writeCPU(p func(string, ...any)) {
 			if n == targetDirect {
 				proxy = "—"
 			}
-			p("| %s | %s | %.1f | %s | %.1f | %.1f | %.1f |\n", w.Key, n, pg, proxy, ps, pg+px+ps, m)
+			pf := med(cs, func(c *cpuPerTx) float64 { return c.PostgresFaults })
+			p("| %s | %s | %.1f | %s | %.1f | %.1f | %.1f | %.2f |\n", w.Key, n, pg, proxy, ps, pg+px+ps, m, pf)
 		}
 	}
 }

@@ -67,6 +67,10 @@ type env struct {
 	o     options
 	tools tools
 	dir   string // work directory, removed by close unless -keep
+	// baseTop is -goroutine-setting when the binary accepts it: the
+	// top-level line of every pgcertgate configuration that does not
+	// choose its relay engine itself.
+	baseTop string
 
 	rootCrt, clientCrt, clientKey string
 	serverCrtPEM, serverKeyPEM    []byte
@@ -246,6 +250,11 @@ func setup(ctx context.Context, o options, t tools) (*env, error) {
 		e.targets = append(e.targets, &target{Name: targetBouncer, Port: bport, proc: bp})
 	}
 
+	if e.o.goroutineLine != "" {
+		if ok, _ := e.acceptsConfig(ctx, gateOpts{name: "goroutine-check", topExtra: e.o.goroutineLine}); ok {
+			e.baseTop = e.o.goroutineLine
+		}
+	}
 	if e.want(targetGate) {
 		if _, err := e.addGate(ctx, targetGate, gateOpts{}, nil); err != nil {
 			return e, err
@@ -586,7 +595,11 @@ func (e *env) writeGateConfig(o gateOpts, port, adminPort int) (string, string, 
 	if err := os.WriteFile(hbaPath, []byte(hba), 0o644); err != nil {
 		return "", "", err
 	}
-	conf := e.gateConfig(gateConf{port: port, backendDir: e.cluster.SocketDir(), backendPort: e.cluster.Port(), hbaPath: hbaPath, topExtra: o.topExtra, backendExtra: o.backendExtra,
+	top := o.topExtra
+	if e.baseTop != "" && (o.bin == "" || o.bin == e.o.bin) && !strings.Contains(top, "relay_engine") {
+		top = strings.TrimRight(e.baseTop+"\n"+top, "\n")
+	}
+	conf := e.gateConfig(gateConf{port: port, backendDir: e.cluster.SocketDir(), backendPort: e.cluster.Port(), hbaPath: hbaPath, topExtra: top, backendExtra: o.backendExtra,
 		tables: o.tables, adminPort: adminPort, adminExtra: o.adminExtra})
 	cfgPath := e.path(o.name + ".toml")
 	return cfgPath, conf, os.WriteFile(cfgPath, []byte(conf), 0o644)

@@ -440,6 +440,9 @@ func (r *report) describeTargets(p func(string, ...any)) {
 	e := r.env
 	var lines []string
 	add := func(format string, args ...any) { lines = append(lines, fmt.Sprintf(format, args...)) }
+	if e.baseTop != "" {
+		add("- Every pgcertgate target except the event-loop ones runs with `%s`: they measure the goroutine relay, the A/B reference, whatever the binary's default engine is.", e.baseTop)
+	}
 	if e.hasTarget(targetGateReuse) {
 		add("- **%s**: pgcertgate with `[backend] %s` (backend-connection reuse).", targetGateReuse, r.opts.reuseLine)
 	}
