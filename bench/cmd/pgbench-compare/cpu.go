@@ -41,7 +41,7 @@ func procUsage(pid int) (own, reaped usage, err error) {
 	if err != nil {
 		return usage{}, usage{}, err
 	}
-	// minflt(10) cminflt(12) utime(14) stime(15) cutime(16) cstime(17),
+	// minflt(10) cminflt(11) utime(14) stime(15) cutime(16) cstime(17),
 	// numbered as in proc(5).
 	field := func(n int) (int64, error) {
 		v, err := strconv.ParseInt(f[n-3], 10, 64)
@@ -51,7 +51,7 @@ func procUsage(pid int) (own, reaped usage, err error) {
 		return v, nil
 	}
 	var v [6]int64
-	for i, n := range []int{10, 12, 14, 15, 16, 17} {
+	for i, n := range []int{10, 11, 14, 15, 16, 17} {
 		if v[i], err = field(n); err != nil {
 			return usage{}, usage{}, err
 		}
