@@ -45,7 +45,7 @@ type options struct {
 	quietWait time.Duration // how long to wait for a quiet machine (0: do not wait)
 	quietLoad float64       // 1-minute load average counted as quiet
 	reuse     string        // auto, on, off
-	reuseLine string        // the [backend] line that turns reuse on
+	reuseLine string        // the [backend] lines that turn reuse on
 	workloads string        // comma-separated subset, for development
 	targets   string        // comma-separated subset of targets ("" or "all": every one)
 	eventloop string        // auto, on, off
@@ -79,7 +79,12 @@ func main() {
 	flag.DurationVar(&o.quietWait, "quiet-wait", 45*time.Minute, "wait at most this long for a quiet machine before measuring (0: do not wait)")
 	flag.Float64Var(&o.quietLoad, "quiet-load", 0.7, "1-minute load average below which the machine counts as quiet")
 	flag.StringVar(&o.reuse, "reuse", "auto", "measure a pgcertgate+reuse target: auto (when the binary accepts the setting), on, off")
-	flag.StringVar(&o.reuseLine, "reuse-setting", "reuse = true", "the [backend] line that turns on backend-connection reuse")
+	// PgBouncer keeps an idle server connection for server_idle_timeout,
+	// 600 s by default; pgcertgate's reuse_idle_timeout defaults to 60 s,
+	// shorter than one round, so without this every select-only run
+	// behind pgcertgate+reuse would start on new backends (which fault in
+	// shared_buffers) while PgBouncer's kept theirs from the last round.
+	flag.StringVar(&o.reuseLine, "reuse-setting", "reuse = true\nreuse_idle_timeout = \"600s\"", "the [backend] lines that turn on backend-connection reuse (the idle timeout is PgBouncer's default server_idle_timeout)")
 	flag.StringVar(&o.workloads, "workloads", "", "comma-separated subset of workloads (S1,S8,C4,copy-out,copy-in); empty: all")
 	flag.StringVar(&o.targets, "targets", "", "comma-separated subset of targets ("+strings.Join(knownTargets, ",")+"); empty or all: every target, the optional ones when the binary accepts their settings. A target named here must be measured. Name only the one of pgcertgate+ledger-logged and pgcertgate+ledger-unlogged that install-sql does not create (the other is pgcertgate+ledger itself). The ledger, 3casets and ocsp targets run only C4")
 	flag.StringVar(&o.eventloop, "eventloop", "auto", "measure pgcertgate-eventloop and pgcertgate-eventloop+reuse: auto (when the binary accepts the setting), on, off")

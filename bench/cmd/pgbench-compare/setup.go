@@ -679,7 +679,7 @@ func (e *env) setupReuse(ctx context.Context) error {
 		return nil
 	}
 	if ok, _ := e.acceptsConfig(ctx, gateOpts{name: "reuse-check", backendExtra: e.o.reuseLine}); !ok {
-		e.reuse = fmt.Sprintf("not measured: this pgcertgate refuses `[backend] %s` (`pgcertgate check` fails)", e.o.reuseLine)
+		e.reuse = fmt.Sprintf("not measured: this pgcertgate refuses `[backend]` %s (`pgcertgate check` fails)", inlineTOML(e.o.reuseLine))
 		if e.o.reuse == "on" || e.required(targetGateReuse) {
 			return errors.New(e.reuse)
 		}

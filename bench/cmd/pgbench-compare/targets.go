@@ -129,9 +129,9 @@ func (e *env) addGate(ctx context.Context, name string, o gateOpts, workloads []
 func refusal(setting, out string) string {
 	first, _, _ := strings.Cut(out, "\n")
 	if first == "" {
-		return fmt.Sprintf("this pgcertgate refuses `%s` (`pgcertgate check` fails)", setting)
+		return fmt.Sprintf("this pgcertgate refuses %s (`pgcertgate check` fails)", inlineTOML(setting))
 	}
-	return fmt.Sprintf("this pgcertgate refuses `%s` (`pgcertgate check`: %s)", setting, first)
+	return fmt.Sprintf("this pgcertgate refuses %s (`pgcertgate check`: %s)", inlineTOML(setting), first)
 }
 
 // notMeasuredEach calls notMeasured for each of names that is selected:
@@ -444,10 +444,10 @@ func (r *report) describeTargets(p func(string, ...any)) {
 		add("- Every pgcertgate target except the event-loop ones runs with `%s`: they measure the goroutine relay, the A/B reference, whatever the binary's default engine is.", e.baseTop)
 	}
 	if e.hasTarget(targetGateReuse) {
-		add("- **%s**: pgcertgate with `[backend] %s` (backend-connection reuse).", targetGateReuse, r.opts.reuseLine)
+		add("- **%s**: pgcertgate with `[backend]` %s (backend-connection reuse; the idle timeout is PgBouncer's default `server_idle_timeout`, so both keep idle server connections between rounds).", targetGateReuse, inlineTOML(r.opts.reuseLine))
 	}
 	if e.hasTarget(targetGateEventloop) {
-		add("- **%s**: pgcertgate with `%s` (the event-loop relay); **%s** adds `[backend] %s`.", targetGateEventloop, r.opts.eventloopLine, targetGateEventloopReuse, r.opts.reuseLine)
+		add("- **%s**: pgcertgate with %s (the event-loop relay); **%s** adds `[backend]` %s.", targetGateEventloop, inlineTOML(r.opts.eventloopLine), targetGateEventloopReuse, inlineTOML(r.opts.reuseLine))
 	}
 	for _, l := range []string{targetGateLedger, targetGateLedgerLogged, targetGateLedgerUnlogged} {
 		if !e.hasTarget(l) {
@@ -478,4 +478,16 @@ func (r *report) describeTargets(p func(string, ...any)) {
 		p("%s\n", l)
 	}
 	p("\n")
+}
+
+// inlineTOML renders configuration lines as Markdown code spans, one per
+// line, separated by commas.
+func inlineTOML(lines string) string {
+	var spans []string
+	for _, l := range strings.Split(strings.TrimSpace(lines), "\n") {
+		if l = strings.TrimSpace(l); l != "" {
+			spans = append(spans, "`"+l+"`")
+		}
+	}
+	return strings.Join(spans, ", ")
 }

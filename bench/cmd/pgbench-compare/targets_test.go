@@ -597,3 +597,15 @@ func TestMedianCPU(t *testing.T) {
 		t.Error("medianCPU of a target without runs")
 	}
 }
+
+func TestInlineTOML(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"reuse = true", "`reuse = true`"},
+		{"reuse = true\nreuse_idle_timeout = \"600s\"\n", "`reuse = true`, `reuse_idle_timeout = \"600s\"`"},
+		{"\n  a = 1\n\nb = 2", "`a = 1`, `b = 2`"},
+	} {
+		if got := inlineTOML(tc.in); got != tc.want {
+			t.Errorf("inlineTOML(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}
