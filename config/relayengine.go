@@ -43,9 +43,10 @@ func (c *Config) EventLoops() int {
 
 // DefaultEventLoops is relay_event_loops = 0: one loop per four of
 // GOMAXPROCS, at least one.
-func DefaultEventLoops() int {
-	return max(1, (runtime.GOMAXPROCS(0)+3)/4)
-}
+func DefaultEventLoops() int { return eventLoopsFor(runtime.GOMAXPROCS(0)) }
+
+// eventLoopsFor is one loop per four processors, rounded up.
+func eventLoopsFor(procs int) int { return max(1, (procs+3)/4) }
 
 // validateRelayEngine refuses an unknown engine, and the event loop where
 // it does not exist: a configuration that asks for it on another system

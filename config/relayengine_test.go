@@ -9,7 +9,7 @@ import (
 // TestRelayKeys covers relay_engine and relay_event_loops: their defaults,
 // each valid value, and each refusal with its file:line.
 func TestRelayKeys(t *testing.T) {
-	auto := max(1, (runtime.GOMAXPROCS(0)+3)/4)
+	auto := DefaultEventLoops()
 	for _, tc := range []struct {
 		name, toml, engine string
 		loops              int
@@ -28,7 +28,7 @@ func TestRelayKeys(t *testing.T) {
 		{name: "loops not a number", toml: "relay_event_loops = \"2\"\n", err: "c.toml:1: relay_event_loops:"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if tc.engine == RelayEventLoop && tc.toml != "" && runtime.GOOS != "linux" {
+			if tc.engine == RelayEventLoop && runtime.GOOS != "linux" {
 				tc.err = `c.toml:1: relay_engine: "eventloop" is available on Linux only`
 			}
 			c, err := Parse("c.toml", []byte(tc.toml+minimal))
@@ -48,5 +48,13 @@ func TestRelayKeys(t *testing.T) {
 				t.Errorf("loops %d, want %d", got, tc.loops)
 			}
 		})
+	}
+}
+
+func TestEventLoopsFor(t *testing.T) {
+	for procs, want := range map[int]int{1: 1, 2: 1, 4: 1, 5: 2, 8: 2, 9: 3, 64: 16} {
+		if got := eventLoopsFor(procs); got != want {
+			t.Errorf("eventLoopsFor(%d) = %d, want %d", procs, got, want)
+		}
 	}
 }

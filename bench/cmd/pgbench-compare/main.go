@@ -79,12 +79,7 @@ func main() {
 	flag.DurationVar(&o.quietWait, "quiet-wait", 45*time.Minute, "wait at most this long for a quiet machine before measuring (0: do not wait)")
 	flag.Float64Var(&o.quietLoad, "quiet-load", 0.7, "1-minute load average below which the machine counts as quiet")
 	flag.StringVar(&o.reuse, "reuse", "auto", "measure a pgcertgate+reuse target: auto (when the binary accepts the setting), on, off")
-	// PgBouncer keeps an idle server connection for server_idle_timeout,
-	// 600 s by default; pgcertgate's reuse_idle_timeout defaults to 60 s,
-	// shorter than one round, so without this every select-only run
-	// behind pgcertgate+reuse would start on new backends (which fault in
-	// shared_buffers) while PgBouncer's kept theirs from the last round.
-	flag.StringVar(&o.reuseLine, "reuse-setting", "reuse = true\nreuse_idle_timeout = \"600s\"", "the [backend] lines that turn on backend-connection reuse (the idle timeout is PgBouncer's default server_idle_timeout)")
+	flag.StringVar(&o.reuseLine, "reuse-setting", "reuse = true", "the [backend] line that turns on backend-connection reuse (the bench adds reuse_idle_timeout, the same as PgBouncer's server_idle_timeout)")
 	flag.StringVar(&o.workloads, "workloads", "", "comma-separated subset of workloads (S1,S8,C4,copy-out,copy-in); empty: all")
 	flag.StringVar(&o.targets, "targets", "", "comma-separated subset of targets ("+strings.Join(knownTargets, ",")+"); empty or all: every target, the optional ones when the binary accepts their settings. A target named here must be measured. Name only the one of pgcertgate+ledger-logged and pgcertgate+ledger-unlogged that install-sql does not create (the other is pgcertgate+ledger itself). The ledger, 3casets and ocsp targets run only C4")
 	flag.StringVar(&o.eventloop, "eventloop", "auto", "measure pgcertgate-eventloop and pgcertgate-eventloop+reuse: auto (when the binary accepts the setting), on, off")
@@ -95,6 +90,7 @@ func main() {
 	flag.BoolVar(&o.keep, "keep", false, "keep the work directory (configs, logs, profiles)")
 	flag.BoolVar(&o.verbose, "v", false, "print every command")
 	flag.Parse()
+	o.reuseLine = reuseSetting(o.reuseLine)
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()

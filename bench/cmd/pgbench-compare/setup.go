@@ -46,7 +46,19 @@ const (
 	gateAuthTimeout  = "300s"
 	bouncerMaxClient = 2000
 	bouncerPoolSize  = 1100 // session pooling: one server per client in the idle run
+	// serverIdleTimeout is how long PgBouncer keeps an idle server
+	// connection (server_idle_timeout, its default) and pgcertgate a kept
+	// backend (reuse_idle_timeout). It is longer than a round: a run that
+	// starts on new backends pays their page faults on shared_buffers,
+	// which a pool kept from the last round has already paid.
+	serverIdleTimeout = 600 // seconds
 )
+
+// reuseSetting is the [backend] lines of a reuse target: line, which turns
+// reuse on, and the same idle timeout as PgBouncer's.
+func reuseSetting(line string) string {
+	return fmt.Sprintf("%s\nreuse_idle_timeout = \"%ds\"", strings.TrimRight(line, "\n"), serverIdleTimeout)
+}
 
 // target is one endpoint pgbench and psql connect to.
 type target struct {
@@ -711,6 +723,7 @@ unix_socket_dir =
 logfile = %s/pgbouncer.log
 pidfile = %s/pgbouncer.pid
 pool_mode = session
+server_idle_timeout = %d
 max_client_conn = %d
 default_pool_size = %d
 auth_type = hba
@@ -720,7 +733,7 @@ client_tls_sslmode = verify-full
 client_tls_ca_file = %s/root.crt
 client_tls_cert_file = %s/server.crt
 client_tls_key_file = %s/server.key
-`, e.cluster.SocketDir(), e.cluster.Port(), port, dir, dir, bouncerMaxClient, bouncerPoolSize, dir, dir, dir, dir, dir)
+`, e.cluster.SocketDir(), e.cluster.Port(), port, dir, dir, serverIdleTimeout, bouncerMaxClient, bouncerPoolSize, dir, dir, dir, dir, dir)
 	// auth_type = hba still looks the user up in auth_file; a cert line
 	// needs no password.
 	userlist := fmt.Sprintf("%q \"\"\n", benchUser)

@@ -444,7 +444,7 @@ func (r *report) describeTargets(p func(string, ...any)) {
 		add("- Every pgcertgate target except the event-loop ones runs with `%s`: they measure the goroutine relay, the A/B reference, whatever the binary's default engine is.", e.baseTop)
 	}
 	if e.hasTarget(targetGateReuse) {
-		add("- **%s**: pgcertgate with `[backend]` %s (backend-connection reuse; the idle timeout is PgBouncer's default `server_idle_timeout`, so both keep idle server connections between rounds).", targetGateReuse, inlineTOML(r.opts.reuseLine))
+		add("- **%s**: pgcertgate with `[backend]` %s (backend-connection reuse; PgBouncer runs with `server_idle_timeout = %d`, so both keep idle server connections between rounds).", targetGateReuse, inlineTOML(r.opts.reuseLine), serverIdleTimeout)
 	}
 	if e.hasTarget(targetGateEventloop) {
 		add("- **%s**: pgcertgate with %s (the event-loop relay); **%s** adds `[backend]` %s.", targetGateEventloop, inlineTOML(r.opts.eventloopLine), targetGateEventloopReuse, inlineTOML(r.opts.reuseLine))

@@ -603,6 +603,7 @@ func TestInlineTOML(t *testing.T) {
 		{"reuse = true", "`reuse = true`"},
 		{"reuse = true\nreuse_idle_timeout = \"600s\"\n", "`reuse = true`, `reuse_idle_timeout = \"600s\"`"},
 		{"\n  a = 1\n\nb = 2", "`a = 1`, `b = 2`"},
+		{reuseSetting("reuse = true\n"), "`reuse = true`, `reuse_idle_timeout = \"600s\"`"},
 	} {
 		if got := inlineTOML(tc.in); got != tc.want {
 			t.Errorf("inlineTOML(%q) = %q, want %q", tc.in, got, tc.want)
