@@ -19,6 +19,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/pgcertgate/pgcertgate/config"
+	"github.com/pgcertgate/pgcertgate/internal/sockfd"
 )
 
 // The event-loop relay (relay_engine = "eventloop").
@@ -758,34 +759,6 @@ func (l *evLoop) abort(sess *evSession) {
 	}
 }
 
-// dupConn takes a socket's descriptor out of c: a non-blocking duplicate
-// the caller owns. c itself is still open.
-func dupConn(c net.Conn) (int, error) {
-	sc, ok := c.(syscall.Conn)
-	if !ok {
-		return -1, errors.New("not a socket")
-	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
-		return -1, err
-	}
-	fd := -1
-	var derr error
-	if err := rc.Control(func(f uintptr) {
-		fd, derr = unix.FcntlInt(f, unix.F_DUPFD_CLOEXEC, 0)
-	}); err != nil {
-		return -1, err
-	}
-	if derr != nil {
-		return -1, os.NewSyscallError("fcntl", derr)
-	}
-	if err := unix.SetNonblock(fd, true); err != nil {
-		unix.Close(fd)
-		return -1, err
-	}
-	return fd, nil
-}
-
 // evBackend stands for a loop session's backend where the server keeps
 // its connections (setBackend), so that a fast shutdown's Close reaches
 // the loop. After the relay it closes the backend connection the session
@@ -865,11 +838,11 @@ func relayEvents(client net.Conn, pending []byte, backendConn net.Conn, t *sessi
 	if err != nil {
 		return false
 	}
-	cfd, err := dupConn(cc)
+	cfd, err := sockfd.Dup(cc)
 	if err != nil {
 		return false
 	}
-	bfd, err := dupConn(backendConn)
+	bfd, err := sockfd.Dup(backendConn)
 	if err != nil {
 		unix.Close(cfd)
 		return false

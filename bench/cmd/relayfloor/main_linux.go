@@ -20,10 +20,11 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/pgcertgate/pgcertgate/internal/sockfd"
 )
 
 const bufSize = 32 << 10
@@ -80,23 +81,11 @@ func main() {
 	}
 }
 
-// detach takes a socket out of Go's poller: a duplicate, non-blocking.
+// detach takes a socket out of Go's poller, so that only the loop
+// watches it.
 func detach(c net.Conn) (int, error) {
 	defer c.Close()
-	rc, err := c.(syscall.Conn).SyscallConn()
-	if err != nil {
-		return -1, err
-	}
-	fd := -1
-	cerr := rc.Control(func(f uintptr) { fd, err = unix.FcntlInt(f, unix.F_DUPFD_CLOEXEC, 0) })
-	if err = errors.Join(cerr, err); err != nil {
-		return -1, err
-	}
-	if err := unix.SetNonblock(fd, true); err != nil {
-		unix.Close(fd)
-		return -1, err
-	}
-	return fd, nil
+	return sockfd.Dup(c)
 }
 
 type loop interface {
@@ -305,11 +294,11 @@ const (
 )
 
 type side struct {
-	fd, peer int
-	other    *side
-	buf      []byte
-	sending  []byte // what the send in flight still has to take
-	closed   bool
+	fd      int
+	other   *side // the pair's other socket, where this side's bytes go
+	buf     []byte
+	sending []byte // what the send in flight still has to take
+	closed  bool
 }
 
 type uringLoop struct {
@@ -432,7 +421,7 @@ func (l *uringLoop) run() {
 		unix.Close(s.fd)
 		if s.closed {
 			// Its other side is gone from the map.
-			unix.Close(s.peer)
+			unix.Close(s.other.fd)
 		}
 	}
 	unix.Close(l.fd)
@@ -451,8 +440,8 @@ func (l *uringLoop) complete(ud uint64, res int32) {
 			return
 		}
 		for _, p := range pairs {
-			a := &side{fd: p[0], peer: p[1], buf: make([]byte, bufSize)}
-			b := &side{fd: p[1], peer: p[0], buf: make([]byte, bufSize), other: a}
+			a := &side{fd: p[0], buf: make([]byte, bufSize)}
+			b := &side{fd: p[1], buf: make([]byte, bufSize), other: a}
 			a.other = b
 			ia, ib := l.next, l.next+1
 			l.next += 2
@@ -475,14 +464,14 @@ func (l *uringLoop) complete(ud uint64, res int32) {
 	if send {
 		s.sending = s.sending[res:]
 		if len(s.sending) > 0 {
-			l.prep(opSend, s.peer, s.sending, id<<1|1)
+			l.prep(opSend, s.other.fd, s.sending, id<<1|1)
 			return
 		}
 		l.prep(opRecv, s.fd, s.buf, id<<1)
 		return
 	}
 	s.sending = s.buf[:res]
-	l.prep(opSend, s.peer, s.sending, id<<1|1)
+	l.prep(opSend, s.other.fd, s.sending, id<<1|1)
 }
 
 // closeSide ends a pair on its first error or EOF; the other side's
@@ -493,11 +482,11 @@ func (l *uringLoop) closeSide(id uint64, s *side) {
 		// The pair's second side: nothing of it is in flight any more.
 		delete(l.sides, id)
 		unix.Close(s.fd)
-		unix.Close(s.peer)
+		unix.Close(s.other.fd)
 		return
 	}
 	s.closed, s.other.closed = true, true
 	unix.Shutdown(s.fd, unix.SHUT_RDWR)
-	unix.Shutdown(s.peer, unix.SHUT_RDWR)
+	unix.Shutdown(s.other.fd, unix.SHUT_RDWR)
 	delete(l.sides, id)
 }
