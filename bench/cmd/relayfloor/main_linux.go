@@ -19,12 +19,11 @@ import (
 	"net"
 	"runtime"
 	"sync"
-	"sync/atomic"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/pgcertgate/pgcertgate/internal/sockfd"
+	"github.com/pgcertgate/pgcertgate/internal/uring"
 )
 
 const bufSize = 32 << 10
@@ -245,54 +244,6 @@ func writeAll(fd int, p []byte) error {
 	return nil
 }
 
-// io_uring ABI (include/uapi/linux/io_uring.h).
-type uringParams struct {
-	sqEntries, cqEntries, flags, sqThreadCPU, sqThreadIdle, features, wqFd uint32
-	resv                                                                   [3]uint32
-	sqOff                                                                  struct {
-		head, tail, ringMask, ringEntries, flags, dropped, array, resv1 uint32
-		userAddr                                                        uint64
-	}
-	cqOff struct {
-		head, tail, ringMask, ringEntries, overflow, cqes, flags, resv1 uint32
-		userAddr                                                        uint64
-	}
-}
-
-type sqe struct {
-	opcode, flags uint8
-	ioprio        uint16
-	fd            int32
-	off, addr     uint64
-	len, opFlags  uint32
-	userData      uint64
-	bufIndex      uint16
-	personality   uint16
-	spliceFdIn    int32
-	addr3, pad    uint64
-}
-
-type cqe struct {
-	userData uint64
-	res      int32
-	flags    uint32
-}
-
-const (
-	opRead            = 22
-	opSend            = 26
-	opRecv            = 27
-	enterGetEvents    = 1
-	offSQRing         = 0
-	offCQRing         = 0x8000000
-	offSQEs           = 0x10000000
-	featSingleMmap    = 1
-	setupSingleIssuer = 1 << 12
-	setupDeferTaskrun = 1 << 13
-	setupRDisabled    = 1 << 6
-	registerEnable    = 12
-)
-
 type side struct {
 	fd      int
 	other   *side // the pair's other socket, where this side's bytes go
@@ -303,111 +254,54 @@ type side struct {
 
 type uringLoop struct {
 	pending
-	fd                     int
-	sqHead, sqTail, sqMask *uint32
-	sqArray                []uint32
-	sqes                   []sqe
-	cqHead, cqTail, cqMask *uint32
-	cqes                   []cqe
-	toSubmit               uint32
-	sides                  map[uint64]*side
-	next                   uint64
-	wakeBuf                [8]byte
-	ring, sqesMem          []byte
-	stopping               bool
-	inflight               int // operations submitted or queued, not yet completed
+	r        *uring.Ring
+	sides    map[uint64]*side
+	next     uint64
+	wakeBuf  [8]byte
+	stopping bool
+	inflight int // operations submitted or queued, not yet completed
 }
 
 func newUringLoop() (*uringLoop, error) {
-	var p uringParams
-	// Created disabled: with a single issuer, the issuer is the thread
-	// that enables the ring, which run does from its locked thread.
-	p.flags = setupSingleIssuer | setupDeferTaskrun | setupRDisabled
-	fd, _, e := unix.Syscall(unix.SYS_IO_URING_SETUP, 1024, uintptr(unsafe.Pointer(&p)), 0)
-	if e != 0 {
-		return nil, e
-	}
-	if p.features&featSingleMmap == 0 {
-		return nil, errors.New("kernel lacks IORING_FEAT_SINGLE_MMAP")
-	}
-	ringSize := max(p.sqOff.array+p.sqEntries*4, p.cqOff.cqes+p.cqEntries*uint32(unsafe.Sizeof(cqe{})))
-	ring, err := unix.Mmap(int(fd), offSQRing, int(ringSize), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED|unix.MAP_POPULATE)
-	if err != nil {
-		return nil, err
-	}
-	sqesMem, err := unix.Mmap(int(fd), offSQEs, int(p.sqEntries)*int(unsafe.Sizeof(sqe{})), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED|unix.MAP_POPULATE)
+	r, err := uring.New(1024)
 	if err != nil {
 		return nil, err
 	}
 	wake, err := unix.Eventfd(0, unix.EFD_CLOEXEC)
 	if err != nil {
+		r.Close()
 		return nil, err
 	}
-	base := unsafe.Pointer(&ring[0])
-	u32 := func(off uint32) *uint32 { return (*uint32)(unsafe.Add(base, off)) }
-	l := &uringLoop{
-		pending: pending{wake: wake},
-		fd:      int(fd),
-		sqHead:  u32(p.sqOff.head),
-		sqTail:  u32(p.sqOff.tail),
-		sqMask:  u32(p.sqOff.ringMask),
-		sqArray: unsafe.Slice((*uint32)(unsafe.Add(base, p.sqOff.array)), p.sqEntries),
-		sqes:    unsafe.Slice((*sqe)(unsafe.Pointer(&sqesMem[0])), p.sqEntries),
-		cqHead:  u32(p.cqOff.head),
-		cqTail:  u32(p.cqOff.tail),
-		cqMask:  u32(p.cqOff.ringMask),
-		cqes:    unsafe.Slice((*cqe)(unsafe.Add(base, p.cqOff.cqes)), p.cqEntries),
-		sides:   map[uint64]*side{},
-		next:    1,
-		ring:    ring,
-		sqesMem: sqesMem,
-	}
-	return l, nil
+	return &uringLoop{pending: pending{wake: wake}, r: r, sides: map[uint64]*side{}, next: 1}, nil
 }
 
 func (l *uringLoop) add(a, b int) { l.push(a, b) }
 
-// prep queues one SQE; user data 0 is the wake eventfd's read.
-func (l *uringLoop) prep(op uint8, fd int, buf []byte, ud uint64) {
-	tail := atomic.LoadUint32(l.sqTail)
-	if tail-atomic.LoadUint32(l.sqHead) >= uint32(len(l.sqes)) {
-		log.Fatal("relayfloor: submission ring full")
+func (l *uringLoop) queued(err error) {
+	if err != nil {
+		log.Fatalf("relayfloor: %v", err)
 	}
-	i := tail & *l.sqMask
-	l.sqes[i] = sqe{opcode: op, fd: int32(fd), addr: uint64(uintptr(unsafe.Pointer(&buf[0]))), len: uint32(len(buf)), userData: ud}
-	l.sqArray[i] = i
-	atomic.StoreUint32(l.sqTail, tail+1)
-	l.toSubmit++
 	l.inflight++
 }
 
 func (l *uringLoop) run() {
 	// The ring was set up single-issuer: only this thread submits.
 	runtime.LockOSThread()
-	if _, _, e := unix.Syscall6(unix.SYS_IO_URING_REGISTER, uintptr(l.fd), registerEnable, 0, 0, 0, 0); e != 0 {
-		log.Fatalf("relayfloor: enabling the ring: %v", e)
+	if err := l.r.Enable(); err != nil {
+		log.Fatalf("relayfloor: enabling the ring: %v", err)
 	}
-	l.prep(opRead, l.wake, l.wakeBuf[:], 0)
+	l.queued(l.r.Read(l.wake, l.wakeBuf[:], 0))
 	draining := false
 	for !draining || l.inflight > 0 {
-		r, _, e := unix.Syscall6(unix.SYS_IO_URING_ENTER, uintptr(l.fd), uintptr(l.toSubmit), 1, enterGetEvents, 0, 0)
-		switch e {
-		case 0:
-			l.toSubmit -= uint32(r)
-		case unix.EINTR, unix.EAGAIN, unix.EBUSY:
-		default:
-			log.Fatalf("relayfloor: io_uring_enter: %v", e)
+		if _, err := l.r.Enter(true); err != nil {
+			log.Fatalf("relayfloor: %v", err)
 		}
-		head := atomic.LoadUint32(l.cqHead)
-		tail := atomic.LoadUint32(l.cqTail)
-		for ; head != tail; head++ {
-			c := l.cqes[head&*l.cqMask]
+		l.r.Reap(func(c uring.Completion) {
 			l.inflight--
 			if !draining {
-				l.complete(c.userData, c.res)
+				l.complete(c.UserData, c.Res)
 			}
-		}
-		atomic.StoreUint32(l.cqHead, head)
+		})
 		if l.stopping && !draining {
 			// The kernel writes into the sides' buffers until their
 			// operations complete: end them all, and wait for that.
@@ -424,10 +318,8 @@ func (l *uringLoop) run() {
 			unix.Close(s.other.fd)
 		}
 	}
-	unix.Close(l.fd)
+	l.r.Close()
 	unix.Close(l.wake)
-	unix.Munmap(l.ring)
-	unix.Munmap(l.sqesMem)
 }
 
 // User data: 0 the wake read; otherwise side id<<1 | 1 for a send, 0
@@ -446,10 +338,10 @@ func (l *uringLoop) complete(ud uint64, res int32) {
 			ia, ib := l.next, l.next+1
 			l.next += 2
 			l.sides[ia], l.sides[ib] = a, b
-			l.prep(opRecv, a.fd, a.buf, ia<<1)
-			l.prep(opRecv, b.fd, b.buf, ib<<1)
+			l.queued(l.r.RecvInto(a.fd, a.buf, ia<<1))
+			l.queued(l.r.RecvInto(b.fd, b.buf, ib<<1))
 		}
-		l.prep(opRead, l.wake, l.wakeBuf[:], 0)
+		l.queued(l.r.Read(l.wake, l.wakeBuf[:], 0))
 		return
 	}
 	id, send := ud>>1, ud&1 == 1
@@ -464,14 +356,14 @@ func (l *uringLoop) complete(ud uint64, res int32) {
 	if send {
 		s.sending = s.sending[res:]
 		if len(s.sending) > 0 {
-			l.prep(opSend, s.other.fd, s.sending, id<<1|1)
+			l.queued(l.r.Send(s.other.fd, s.sending, id<<1|1))
 			return
 		}
-		l.prep(opRecv, s.fd, s.buf, id<<1)
+		l.queued(l.r.RecvInto(s.fd, s.buf, id<<1))
 		return
 	}
 	s.sending = s.buf[:res]
-	l.prep(opSend, s.other.fd, s.sending, id<<1|1)
+	l.queued(l.r.Send(s.other.fd, s.sending, id<<1|1))
 }
 
 // closeSide ends a pair on its first error or EOF; the other side's
