@@ -186,10 +186,14 @@ type Config struct {
 	LogFormat string `toml:"log_format"`
 	LogLevel  string `toml:"log_level"`
 
-	// RelayEngine is how authenticated sessions are relayed: "eventloop"
-	// (the default on Linux, and Linux only), a few epoll loops that every
-	// session's sockets join after authentication, or "goroutine" (the
-	// default elsewhere), two goroutines per session over Go's poller.
+	// RelayEngine is how authenticated sessions are relayed: "io_uring"
+	// (the default on Linux, and Linux only), a few event loops that every
+	// session's sockets join after authentication, each submitting a
+	// turn's reads and writes in one system call; "eventloop" (Linux
+	// only), the same loops over epoll, one system call per read and
+	// write, which is also what "io_uring" runs on where the kernel
+	// refuses io_uring; or "goroutine" (the default elsewhere), two
+	// goroutines per session over Go's poller.
 	RelayEngine string `toml:"relay_engine"`
 	// RelayEventLoops is how many event loops relay sessions: 0 (default)
 	// means one per four of GOMAXPROCS, at least one. Read at start.

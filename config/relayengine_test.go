@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"runtime"
 	"strings"
 	"testing"
@@ -18,7 +19,8 @@ func TestRelayKeys(t *testing.T) {
 		{name: "defaults", engine: defaultRelayEngine(), loops: auto},
 		{name: "goroutine", toml: "relay_engine = \"goroutine\"\n", engine: RelayGoroutine, loops: auto},
 		{name: "eventloop", toml: "relay_engine = \"eventloop\"\n", engine: RelayEventLoop, loops: auto},
-		{name: "unknown engine", toml: "relay_engine = \"epoll\"\n", err: `c.toml:1: relay_engine: "epoll" (goroutine or eventloop)`},
+		{name: "io_uring", toml: "relay_engine = \"io_uring\"\n", engine: RelayIOUring, loops: auto},
+		{name: "unknown engine", toml: "relay_engine = \"epoll\"\n", err: `c.toml:1: relay_engine: "epoll" (goroutine, eventloop or io_uring)`},
 		{name: "engine not a string", toml: "relay_engine = 1\n", err: `c.toml:1: relay_engine:`},
 		{name: "zero loops is the default", toml: "relay_event_loops = 0\n", engine: defaultRelayEngine(), loops: auto},
 		{name: "one loop", toml: "relay_event_loops = 1\n", engine: defaultRelayEngine(), loops: 1},
@@ -28,8 +30,8 @@ func TestRelayKeys(t *testing.T) {
 		{name: "loops not a number", toml: "relay_event_loops = \"2\"\n", err: "c.toml:1: relay_event_loops:"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if tc.engine == RelayEventLoop && runtime.GOOS != "linux" {
-				tc.err = `c.toml:1: relay_engine: "eventloop" is available on Linux only`
+			if (tc.engine == RelayEventLoop || tc.engine == RelayIOUring) && runtime.GOOS != "linux" {
+				tc.err = fmt.Sprintf("c.toml:1: relay_engine: %q is available on Linux only", tc.engine)
 			}
 			c, err := Parse("c.toml", []byte(tc.toml+minimal))
 			if tc.err != "" {

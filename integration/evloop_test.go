@@ -17,7 +17,7 @@ import (
 
 // relayEngines are the relay engines the relay tests run under, one
 // subtest each.
-var relayEngines = []string{config.RelayGoroutine, config.RelayEventLoop}
+var relayEngines = []string{config.RelayGoroutine, config.RelayEventLoop, config.RelayIOUring}
 
 var relayEngineLine = regexp.MustCompile(`(?m)^relay_engine = .*\n`)
 
@@ -152,11 +152,18 @@ func TestRelayEngineControl(t *testing.T) {
 }
 
 // TestRelayEngineCloseWhileBlocked: the server's Close ends a session
-// whose client asked for a large result and stopped reading, on the event
-// loop (the goroutine relay's case is every other test's cleanup).
+// whose client asked for a large result and stopped reading, on each kind
+// of event loop (the goroutine relay's case is every other test's
+// cleanup).
 func TestRelayEngineCloseWhileBlocked(t *testing.T) {
+	for _, e := range []string{config.RelayEventLoop, config.RelayIOUring} {
+		t.Run(e, func(t *testing.T) { testCloseWhileBlocked(t, e) })
+	}
+}
+
+func testCloseWhileBlocked(t *testing.T, engine string) {
 	w := sessionWorld(t)
-	w.setRelayEngine(t, config.RelayEventLoop)
+	w.setRelayEngine(t, engine)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	pc, err := w.connect(ctx, proxy, conn{user: "alice", database: "app", cert: "alice"})

@@ -74,11 +74,23 @@ var evOutBufs = sync.Pool{New: func() any { b := make([]byte, 0, evOutCap); retu
 // turn of the loop before the other sockets get theirs.
 const evReadsPerTurn = 32
 
-// evJoined counts the sessions that joined an event loop (tests).
-var evJoined atomic.Int64
+// evJoined counts the sessions that joined an event loop, and
+// evRingJoined those of them on io_uring (tests).
+var evJoined, evRingJoined atomic.Int64
+
+// ringLoopsUnavailable is why the loops on io_uring could not start, if
+// they could not.
+func ringLoopsUnavailable() error {
+	if p := evLoops.onRing.failed.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
 
 // evLoop is one event loop.
 type evLoop struct {
+	// ring is set on io_uring (evloop_uring_linux.go); epfd, on epoll.
+	ring *evRing
 	epfd int
 	// wakefd is an eventfd in the epoll set: posting work writes it.
 	wakefd int
@@ -94,14 +106,21 @@ type evLoop struct {
 	again []*evSide
 }
 
-var evLoops struct {
-	// want is how many loops to start (relay_event_loops); 0 means
-	// config.DefaultEventLoops.
-	want  atomic.Int32
+// evLoopSet is the loops of one kind: epoll or io_uring.
+type evLoopSet struct {
 	once  sync.Once
 	loops []*evLoop
 	err   error
-	next  atomic.Uint32
+	// failed is err for readers outside the once.
+	failed atomic.Pointer[error]
+	next   atomic.Uint32
+}
+
+var evLoops struct {
+	// want is how many loops to start (relay_event_loops); 0 means
+	// config.DefaultEventLoops.
+	want          atomic.Int32
+	epoll, onRing evLoopSet
 }
 
 // setEventLoops says how many loops to start. The loops are the
@@ -109,37 +128,60 @@ var evLoops struct {
 // session that joins one; a count given after that changes nothing.
 func setEventLoops(n int) { evLoops.want.Store(int32(n)) }
 
-// evLoopFor picks a loop for a new session, starting the loops the first
-// time. They live as long as the process.
-func evLoopFor() (*evLoop, error) {
-	evLoops.once.Do(func() {
+// evLoopFor picks a loop for a new session, on io_uring when onRing,
+// starting the loops the first time. They live as long as the process.
+// Where the kernel gives no ring, the epoll loops serve instead.
+func evLoopFor(onRing bool) (*evLoop, error) {
+	if onRing {
+		l, err := evLoops.onRing.pick(newRingLoop, "io_uring unavailable; relaying on the epoll event loops")
+		if err == nil || !ringUnavailable(err) {
+			return l, err
+		}
+	}
+	return evLoops.epoll.pick(newEvLoop, "event loop unavailable; relaying with goroutines")
+}
+
+// pick starts the set's loops the first time, saying why once if it
+// cannot, and picks one of them.
+func (set *evLoopSet) pick(newLoop func() (*evLoop, error), unavailable string) (*evLoop, error) {
+	set.once.Do(func() {
 		n := int(evLoops.want.Load())
 		if n <= 0 {
 			n = config.DefaultEventLoops()
 		}
 		for range n {
-			l, err := newEvLoop()
+			l, err := newLoop()
 			if err != nil {
-				// Said once: every session then relays with goroutines.
-				slog.Default().Warn("event loop unavailable; relaying with goroutines", slog.Any("error", err))
-				for _, l := range evLoops.loops {
-					unix.Close(l.epfd)
-					unix.Close(l.wakefd)
+				// Said once for each kind of loop.
+				slog.Default().Warn(unavailable, slog.Any("error", err))
+				for _, l := range set.loops {
+					l.close()
 				}
-				evLoops.loops, evLoops.err = nil, err
+				set.loops, set.err = nil, err
+				set.failed.Store(&err)
 				return
 			}
-			evLoops.loops = append(evLoops.loops, l)
+			set.loops = append(set.loops, l)
 		}
-		for _, l := range evLoops.loops {
+		for _, l := range set.loops {
 			go l.run()
 		}
 	})
-	if evLoops.err != nil {
-		return nil, evLoops.err
+	if set.err != nil {
+		return nil, set.err
 	}
-	i := evLoops.next.Add(1)
-	return evLoops.loops[int(i)%len(evLoops.loops)], nil
+	i := set.next.Add(1)
+	return set.loops[int(i)%len(set.loops)], nil
+}
+
+// close releases a loop that never ran.
+func (l *evLoop) close() {
+	if l.ring != nil {
+		l.closeRing()
+		return
+	}
+	unix.Close(l.epfd)
+	unix.Close(l.wakefd)
 }
 
 func newEvLoop() (*evLoop, error) {
@@ -186,11 +228,17 @@ func (l *evLoop) post(sess *evSession, f func()) {
 }
 
 func (l *evLoop) run() {
+	if l.ring != nil {
+		l.runRing()
+		return
+	}
 	// One thread per loop: the loop's epoll_wait and the system calls
 	// it makes for every session stay on it.
 	runtime.LockOSThread()
 	events := make([]unix.EpollEvent, 256)
+	var y evYield
 	for {
+		y.maybe()
 		timeout := -1
 		if len(l.again) > 0 {
 			timeout = 0
@@ -221,6 +269,41 @@ func (l *evLoop) run() {
 			}
 		}
 	}
+}
+
+// evYield makes a loop pass through Go's scheduler now and then. A loop
+// goroutine is never descheduled on its own: it blocks in system calls,
+// not in the runtime. The runtime's monitor thread (sysmon) takes a
+// goroutine that has run on one scheduling tick for 10 ms as one that
+// hogs its P: it asks it to yield, takes its P away whenever it finds it
+// in a system call, and, having taken one, polls again every 20 µs. With
+// a loop busy, the monitor woke 1,200 to 1,800 times a second and took 6
+// to 10 % of the process's CPU (BENCHMARKS.md). Yielding well inside
+// those 10 ms costs a hand-off of the locked thread a few hundred times
+// a second instead.
+type evYield struct {
+	turns int
+	next  time.Time
+}
+
+// evYieldEvery is how long a loop runs between two yields.
+const evYieldEvery = 2 * time.Millisecond
+
+func (y *evYield) maybe() {
+	// The clock is read every 16 turns: a turn is microseconds.
+	y.turns++
+	if y.turns&15 != 0 {
+		return
+	}
+	now := time.Now()
+	if now.Before(y.next) {
+		return
+	}
+	if !y.next.IsZero() {
+		runtime.Gosched()
+		now = time.Now()
+	}
+	y.next = now.Add(evYieldEvery)
 }
 
 // dispatch, readAgain and runTask are the loop's three ways into a
@@ -267,6 +350,11 @@ func evID(ev *unix.EpollEvent) uint64 {
 func (l *evLoop) drainQueue() {
 	var buf [8]byte
 	_, _ = unix.Read(l.wakefd, buf[:])
+	l.runQueue()
+}
+
+// runQueue runs what was posted, once the wake has been read.
+func (l *evLoop) runQueue() {
 	l.mu.Lock()
 	q := l.queue
 	l.queue = nil
@@ -287,6 +375,9 @@ type evSession struct {
 	bs              *backendScanner
 	pending         []byte
 	over            bool
+	// settled: on io_uring, nothing of the session's is in flight any
+	// more and its ending has started.
+	settled bool
 	// first is the copier whose end ended the session, as in relayWith.
 	first *copier
 	// stopTimer bounds a stop that waits for a message in progress.
@@ -325,6 +416,8 @@ type evSide struct {
 	// the session's last bytes, bounded by evEndWrite.
 	ending bool
 	closed bool
+	// rs is the side's state on a loop on io_uring.
+	rs ringSide
 }
 
 // evEndWrite bounds each write at a session's end (the stop's
@@ -337,6 +430,20 @@ func (s *evSide) pending() []byte {
 	}
 	return (*s.ob)[s.off:]
 }
+
+// pendingLen is how many bytes wait to be written to s: on io_uring
+// those of the send in flight too.
+func (s *evSide) pendingLen() int {
+	n := len(s.pending())
+	if s.rs.fl != nil {
+		n += len(*s.rs.fl) - s.rs.flOff
+	}
+	return n
+}
+
+// onRing: the side is relayed by a loop on io_uring, which has not let
+// go of it yet.
+func (s *evSide) onRing() bool { return s.s.loop.ring != nil && !s.ending }
 
 func (s *evSide) queue(p []byte) {
 	if s.ob == nil {
@@ -359,7 +466,7 @@ func (s *evSide) queue(p []byte) {
 // client that writes a COPY while leaving the backend's notices unread
 // is still read, and the backend, which stops for it, still drains.
 func (s *evSide) full() bool {
-	return len(s.pending()) > evOutCap
+	return s.pendingLen() > evOutCap
 }
 
 func (s *evSide) consume(n int) {
@@ -384,6 +491,9 @@ func (s *evSide) dropPending() {
 func (s *evSide) read(p []byte) (int, error) {
 	if s.closed {
 		return 0, net.ErrClosed
+	}
+	if s.onRing() {
+		return s.readRing(p)
 	}
 	if s.drained {
 		return 0, errWouldBlock
@@ -439,6 +549,12 @@ func (s *evSide) write(p []byte) (int, error) {
 		return 0, s.err
 	}
 	total := len(p)
+	if s.onRing() {
+		// Sent at the turn's end (updateRing), behind what is in
+		// flight.
+		s.queue(p)
+		return total, nil
+	}
 	if s.ob == nil {
 		n, err := writeFD(s.fd, p)
 		if err != nil {
@@ -566,7 +682,7 @@ func (l *evLoop) readSide(src *evSide) {
 	sess := src.s
 	dst := src.peer
 	for i := 0; ; i++ {
-		if sess.over || len(dst.pending()) > 0 || src.full() {
+		if sess.over || dst.pendingLen() > 0 || src.full() {
 			return
 		}
 		if i == evReadsPerTurn {
@@ -644,6 +760,10 @@ func (l *evLoop) update(sess *evSession) {
 	if sess.over {
 		return
 	}
+	if l.ring != nil {
+		l.updateRing(sess)
+		return
+	}
 	for _, s := range []*evSide{&sess.client, &sess.backend} {
 		var want uint32
 		if len(s.peer.pending()) == 0 && !s.full() {
@@ -713,15 +833,19 @@ func (l *evLoop) end(sess *evSession, first *copier) {
 	}
 	sess.over = true
 	sess.first = first
+	if sess.stopTimer != nil {
+		sess.stopTimer.Stop()
+	}
+	if l.ring != nil {
+		l.endRing(sess)
+		return
+	}
 	for _, s := range []*evSide{&sess.client, &sess.backend} {
 		if s.mask != 0 {
 			_ = unix.EpollCtl(l.epfd, unix.EPOLL_CTL_DEL, s.fd, nil)
 			s.mask = 0
 		}
 		delete(l.sides, s.id)
-	}
-	if sess.stopTimer != nil {
-		sess.stopTimer.Stop()
 	}
 	go sess.ending()
 }
@@ -811,7 +935,7 @@ func (c *evClient) SyscallConn() (syscall.RawConn, error) { return nil, errors.E
 // called, and the caller relays the session with goroutines. setBackend,
 // when set, is given the stand-in for the backend that a fast shutdown
 // closes.
-func relayEvents(client net.Conn, pending []byte, backendConn net.Conn, t *sessionTracker, ctl *sessionControl, setBackend func(net.Conn), done func(relayResult)) (ok bool) {
+func relayEvents(onRing bool, client net.Conn, pending []byte, backendConn net.Conn, t *sessionTracker, ctl *sessionControl, setBackend func(net.Conn), done func(relayResult)) (ok bool) {
 	var (
 		tc *tls.Conn
 		tr *transport
@@ -834,7 +958,7 @@ func relayEvents(client net.Conn, pending []byte, backendConn net.Conn, t *sessi
 	default:
 		return false
 	}
-	l, err := evLoopFor()
+	l, err := evLoopFor(onRing)
 	if err != nil {
 		return false
 	}
@@ -853,6 +977,9 @@ func relayEvents(client net.Conn, pending []byte, backendConn net.Conn, t *sessi
 	backendConn.Close()
 
 	evJoined.Add(1)
+	if l.ring != nil {
+		evRingJoined.Add(1)
+	}
 	sess := &evSession{loop: l, ctl: ctl, pending: pending, t: t, tc: tc, cc: cc, backendConn: backendConn, done: done}
 	sess.up = &copier{name: "client->backend"}
 	sess.down = &copier{name: "backend->client"}
@@ -961,7 +1088,9 @@ func (sess *evSession) finish() (keep bool, kept net.Conn) {
 		// hold.
 		ctl.finish()
 		flushed := backendSide.flushBlocking(time.Now().Add(evEndWrite)) == nil
-		if flushed && (t.reusable() || (t.client.atBoundary() && t.backend.atBoundary())) {
+		// A backend that sent what nobody read is not known to be
+		// where the tracker says.
+		if flushed && !backendSide.rs.unread && (t.reusable() || (t.client.atBoundary() && t.backend.atBoundary())) {
 			if nc, err := fdConn(backendSide); err == nil {
 				if t.reusable() {
 					settle(nc)

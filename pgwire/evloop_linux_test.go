@@ -4,15 +4,21 @@ import (
 	"bytes"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
 	"net"
+	"os"
+	"os/exec"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/pgcertgate/pgcertgate/config"
+	"github.com/pgcertgate/pgcertgate/internal/uring"
 )
 
 // overSides lists, loop by loop, the sides a loop still holds of sessions
@@ -21,7 +27,7 @@ import (
 func overSides(t *testing.T) int {
 	t.Helper()
 	n := 0
-	for _, l := range evLoops.loops {
+	for _, l := range append(evLoops.epoll.loops[:len(evLoops.epoll.loops):len(evLoops.epoll.loops)], evLoops.onRing.loops...) {
 		ch := make(chan int, 1)
 		l.post(nil, func() {
 			k := 0
@@ -48,6 +54,19 @@ func overSides(t *testing.T) int {
 // goroutine closed the descriptors, and start then registered them in the
 // loop, which held them (and would read and write them) for ever after.
 func TestEvloopStopBeforeStart(t *testing.T) {
+	forEachLoop(t, func(t *testing.T, engine string) {
+		testEvloopStopBeforeStart(t, engine)
+	})
+}
+
+// forEachLoop runs f once per kind of event loop.
+func forEachLoop(t *testing.T, f func(t *testing.T, engine string)) {
+	for _, e := range []string{config.RelayEventLoop, config.RelayIOUring} {
+		t.Run(e, func(t *testing.T) { f(t, e) })
+	}
+}
+
+func testEvloopStopBeforeStart(t *testing.T, engine string) {
 	const rounds = 1000
 	for i := range rounds {
 		clientPeer, client := tcpPair(t)
@@ -71,7 +90,7 @@ func TestEvloopStopBeforeStart(t *testing.T) {
 			}
 		}()
 		done := make(chan struct{})
-		go func() { relayOn(config.RelayEventLoop, client, nil, backend, nil, ctl, nil); close(done) }()
+		go func() { relayOn(engine, client, nil, backend, nil, ctl, nil); close(done) }()
 		waitDone(t, stopped, "the stop")
 		waitDone(t, done, "relay after the stop")
 		_ = clientPeer.SetReadDeadline(time.Now().Add(10 * time.Second))
@@ -93,7 +112,7 @@ type evTestSession struct {
 	done  chan struct{}
 }
 
-func startEvTestSession(t *testing.T) *evTestSession {
+func startEvTestSession(t *testing.T, engine string) *evTestSession {
 	t.Helper()
 	clientPeer, client := tcpPair(t)
 	backend, backendPeer := tcpPair(t)
@@ -101,7 +120,7 @@ func startEvTestSession(t *testing.T) *evTestSession {
 	stand := make(chan *evBackend, 1)
 	s := &evTestSession{peer: clientPeer, done: make(chan struct{})}
 	go func() {
-		relayOn(config.RelayEventLoop, client, nil, backend, nil, nil, func(b net.Conn) { stand <- b.(*evBackend) })
+		relayOn(engine, client, nil, backend, nil, nil, func(b net.Conn) { stand <- b.(*evBackend) })
 		close(s.done)
 	}()
 	select {
@@ -129,11 +148,15 @@ func (s *evTestSession) echo(t *testing.T, msg string) {
 // works for one session, ends that session alone: the loop's other
 // sessions carry on, and so does the rest of its queue.
 func TestEvloopPanicEndsOneSession(t *testing.T) {
-	a := startEvTestSession(t)
+	forEachLoop(t, testEvloopPanicEndsOneSession)
+}
+
+func testEvloopPanicEndsOneSession(t *testing.T, engine string) {
+	a := startEvTestSession(t, engine)
 	a.echo(t, "before")
 	var b *evTestSession
-	for range len(evLoops.loops) + 1 {
-		s := startEvTestSession(t)
+	for range len(evLoops.epoll.loops) + len(evLoops.onRing.loops) + 1 {
+		s := startEvTestSession(t, engine)
 		if s.stand.loop == a.stand.loop {
 			b = s
 			break
@@ -280,11 +303,11 @@ func TestRelayTLSBadRecordAlert(t *testing.T) {
 		}()
 		// On the event loop, wait until output for the client waits in
 		// the relay.
-		if engine == config.RelayEventLoop {
+		if loopEngine(engine) {
 			b := (<-stand).(*evBackend)
 			waitFor(t, "output waiting for the client in the loop", func() bool {
 				ch := make(chan int, 1)
-				b.loop.post(b.sess, func() { ch <- len(b.sess.client.pending()) })
+				b.loop.post(b.sess, func() { ch <- b.sess.client.pendingLen() })
 				return <-ch > 0
 			})
 		}
@@ -303,4 +326,111 @@ func TestRelayTLSBadRecordAlert(t *testing.T) {
 		backendPeer.Close()
 		<-flood
 	})
+}
+
+// TestRingStarved: a loop on io_uring with fewer provided buffers than
+// sides wanting to read. Receives then find none (ENOBUFS); those sides
+// wait until a buffer comes back, and every byte still arrives, in order.
+// The loops are the process's, so the test runs itself in a process of
+// its own with two buffers per loop.
+func TestRingStarved(t *testing.T) {
+	const env = "EVRING_TEST_BUFS"
+	if os.Getenv(env) == "" {
+		cmd := exec.Command(os.Args[0], "-test.run=^TestRingStarved$", "-test.v", "-test.count=1")
+		cmd.Env = append(os.Environ(), env+"=2")
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("%v\n%s", err, out)
+		}
+		if !bytes.Contains(out, []byte("receives found no buffer")) && !bytes.Contains(out, []byte("no io_uring here")) {
+			t.Fatalf("the starved run said nothing of its receives:\n%s", out)
+		}
+		t.Logf("%s", bytes.TrimSpace(out))
+		return
+	}
+	n, err := strconv.Atoi(os.Getenv(env))
+	if err != nil {
+		t.Fatal(err)
+	}
+	evRingBufs = n
+	const sessions, rounds, size = 16, 50, 20 << 10
+	var wg sync.WaitGroup
+	errs := make(chan error, sessions)
+	for i := range sessions {
+		clientPeer, client := tcpPair(t)
+		backend, backendPeer := tcpPair(t)
+		echoBackend(t, backendPeer)
+		done := make(chan struct{})
+		go func() { relayOn(config.RelayIOUring, client, nil, backend, nil, nil, nil); close(done) }()
+		t.Cleanup(func() { clientPeer.Close(); <-done })
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_ = clientPeer.SetDeadline(time.Now().Add(time.Minute))
+			msg := make([]byte, size)
+			got := make([]byte, size)
+			for r := range rounds {
+				for j := range msg {
+					msg[j] = byte(i + r + j)
+				}
+				if _, err := clientPeer.Write(msg); err != nil {
+					errs <- err
+					return
+				}
+				if _, err := io.ReadFull(clientPeer, got); err != nil {
+					errs <- err
+					return
+				}
+				if !bytes.Equal(got, msg) {
+					errs <- fmt.Errorf("session %d round %d: echo differs", i, r)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if err := ringLoopsUnavailable(); err != nil {
+		t.Logf("no io_uring here (%v)", err)
+		return
+	}
+	starved := evRingStarved.Load()
+	if starved == 0 {
+		t.Errorf("%d sessions on %d buffers per loop: no receive found the buffers gone", sessions, n)
+	}
+	t.Logf("%d receives found no buffer; %d sessions × %d round trips of %d bytes all arrived", starved, sessions, rounds, size)
+}
+
+// TestRingUnavailable: where the kernel refuses io_uring, relay_engine =
+// "io_uring" relays on the epoll loops, and says so once. The loops are
+// the process's, so the test runs itself in a process of its own whose
+// rings fail as under a seccomp profile that forbids io_uring.
+func TestRingUnavailable(t *testing.T) {
+	const env = "EVRING_TEST_REFUSE"
+	if os.Getenv(env) == "" {
+		cmd := exec.Command(os.Args[0], "-test.run=^TestRingUnavailable$", "-test.v", "-test.count=1")
+		cmd.Env = append(os.Environ(), env+"=1")
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("%v\n%s", err, out)
+		}
+		if n := bytes.Count(out, []byte("io_uring unavailable; relaying on the epoll event loops")); n != 1 {
+			t.Fatalf("the refusal was logged %d times, want once:\n%s", n, out)
+		}
+		return
+	}
+	newRing = func(uint32) (*uring.Ring, error) { return nil, os.NewSyscallError("io_uring_setup", unix.EPERM) }
+	for i := range 3 {
+		s := startEvTestSession(t, config.RelayIOUring)
+		s.echo(t, fmt.Sprintf("session %d", i))
+		if s.stand.loop.ring != nil {
+			t.Fatal("a session joined a loop on io_uring")
+		}
+	}
+	if err := ringLoopsUnavailable(); !errors.Is(err, unix.EPERM) {
+		t.Errorf("ringLoopsUnavailable: %v, want EPERM", err)
+	}
 }

@@ -26,18 +26,32 @@ import (
 
 // relayEngines are the engines every relay test runs under. On a system
 // without the event loop it falls back to goroutines, and the subtest
-// runs the goroutine relay twice.
-var relayEngines = []string{config.RelayGoroutine, config.RelayEventLoop}
+// runs the goroutine relay again; where the kernel gives no io_uring,
+// its subtest runs on the epoll loops.
+var relayEngines = []string{config.RelayGoroutine, config.RelayEventLoop, config.RelayIOUring}
+
+// loopEngine reports an engine that relays on an event loop.
+func loopEngine(e string) bool { return e == config.RelayEventLoop || e == config.RelayIOUring }
 
 // forEachEngine runs f once per relay engine, as a subtest named after it.
 func forEachEngine(t *testing.T, f func(t *testing.T, engine string)) {
 	t.Helper()
 	for _, e := range relayEngines {
 		t.Run(e, func(t *testing.T) {
-			before := evJoined.Load()
+			before, beforeRing := evJoined.Load(), evRingJoined.Load()
 			f(t, e)
-			if e == config.RelayEventLoop && runtime.GOOS == "linux" && !t.Failed() && evJoined.Load() == before {
+			if !loopEngine(e) || runtime.GOOS != "linux" || t.Failed() {
+				return
+			}
+			if evJoined.Load() == before {
 				t.Error("no session joined an event loop")
+			}
+			if e == config.RelayIOUring && evRingJoined.Load() == beforeRing {
+				if err := ringLoopsUnavailable(); err != nil {
+					t.Logf("no io_uring here (%v): the epoll loops relayed", err)
+				} else {
+					t.Error("no session joined a loop on io_uring")
+				}
 			}
 		})
 	}

@@ -310,7 +310,7 @@ type relayResult struct {
 // outcome; done is not called. setBackend, when set, is told of the
 // connection a fast shutdown must close to end the session.
 func startRelay(engine string, client net.Conn, pending []byte, backend net.Conn, t *sessionTracker, ctl *sessionControl, setBackend func(net.Conn), done func(relayResult)) (r relayResult, detached bool) {
-	if engine == config.RelayEventLoop && relayEvents(client, pending, backend, t, ctl, setBackend, done) {
+	if (engine == config.RelayEventLoop || engine == config.RelayIOUring) && relayEvents(engine == config.RelayIOUring, client, pending, backend, t, ctl, setBackend, done) {
 		return relayResult{}, true
 	}
 	in, out, keep := relayWith(client, pending, backend, t, ctl)

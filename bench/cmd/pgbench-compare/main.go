@@ -51,6 +51,8 @@ type options struct {
 	eventloop string        // auto, on, off
 	// eventloopLine is the top-level line that selects the event-loop relay.
 	eventloopLine string
+	// iouring and iouringLine are the same for the loop on io_uring.
+	iouring, iouringLine string
 	// goroutineLine is the top-level line that selects the goroutine
 	// relay, written into every other pgcertgate target's configuration
 	// when the binary accepts it, so that those targets keep measuring
@@ -84,6 +86,8 @@ func main() {
 	flag.StringVar(&o.targets, "targets", "", "comma-separated subset of targets ("+strings.Join(knownTargets, ",")+"); empty or all: every target, the optional ones when the binary accepts their settings. A target named here must be measured. Name only the one of pgcertgate+ledger-logged and pgcertgate+ledger-unlogged that install-sql does not create (the other is pgcertgate+ledger itself). The ledger, 3casets and ocsp targets run only C4")
 	flag.StringVar(&o.eventloop, "eventloop", "auto", "measure pgcertgate-eventloop and pgcertgate-eventloop+reuse: auto (when the binary accepts the setting), on, off")
 	flag.StringVar(&o.eventloopLine, "eventloop-setting", `relay_engine = "eventloop"`, "the top-level line that selects the event-loop relay")
+	flag.StringVar(&o.iouring, "io_uring", "auto", "measure pgcertgate-io_uring and pgcertgate-io_uring+reuse: auto (when the binary accepts the setting), on, off")
+	flag.StringVar(&o.iouringLine, "io_uring-setting", `relay_engine = "io_uring"`, "the top-level line that selects the event-loop relay on io_uring")
 	flag.StringVar(&o.goroutineLine, "goroutine-setting", `relay_engine = "goroutine"`, "the top-level line that selects the goroutine relay, given to every pgcertgate target but the event-loop ones when the binary accepts it (empty: the binary's default)")
 	flag.BoolVar(&o.skipMemory, "skip-memory", false, "skip the memory measurements")
 	flag.BoolVar(&o.skipProf, "skip-profile", false, "skip the profile runs")

@@ -142,8 +142,10 @@ func runMemory(ctx context.Context, e *env, rep *report) error {
 	if e.want(targetGate) {
 		gates = append(gates, memGate{targetGate, "pgcertgate", ""})
 	}
-	if e.hasTarget(targetGateEventloop) {
-		gates = append(gates, memGate{targetGateEventloop, "pgcertgate-eventloop", e.o.eventloopLine})
+	for _, lt := range loopEngines {
+		if e.hasTarget(lt.plain) {
+			gates = append(gates, memGate{lt.plain, fileName(lt.plain), lt.line(&e.o)})
+		}
 	}
 	for _, mg := range gates {
 		// Idle authenticated sessions through a fresh pgcertgate.

@@ -17,6 +17,8 @@ var targetColors = map[string]string{
 	targetGateReuse:          "#2ca02c",
 	targetGateEventloop:      "#d62728",
 	targetGateEventloopReuse: "#e377c2",
+	targetGateIOUring:        "#9467bd",
+	targetGateIOUringReuse:   "#aec7e8",
 	targetGateLedger:         "#8c564b",
 	targetGateLedgerLogged:   "#c49c94",
 	targetGateLedgerUnlogged: "#c49c94",

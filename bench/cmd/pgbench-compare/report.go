@@ -301,7 +301,7 @@ func (r *report) markdown(plotErr error) string {
 	p("```\n$ free -h\n%s\n```\n", r.machine.Free)
 
 	p("\n### Setup and commands\n\n")
-	p("`make bench` = `make build bench-deps`, then `go run ./bench/cmd/pgbench-compare` (flags: `-T`, `-rounds`, `-copy-mb`, `-idle`, `-parked`, `-quiet-wait`, `-reuse`, `-eventloop`, `-targets`, `-workloads`, `-keep`; see `-help`). Setup times: ")
+	p("`make bench` = `make build bench-deps`, then `go run ./bench/cmd/pgbench-compare` (flags: `-T`, `-rounds`, `-copy-mb`, `-idle`, `-parked`, `-quiet-wait`, `-reuse`, `-eventloop`, `-io_uring`, `-targets`, `-workloads`, `-keep`; see `-help`). Setup times: ")
 	for i, s := range e.setupTimes {
 		if i > 0 {
 			p(", ")

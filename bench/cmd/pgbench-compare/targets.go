@@ -31,16 +31,38 @@ const (
 	targetGateCASets = "pgcertgate+3casets"
 	// OCSP required, answered by a real responder, cache warm.
 	targetGateOCSP = "pgcertgate+ocsp"
-	// The event-loop relay, without and with backend reuse.
+	// The event-loop relay, without and with backend reuse, on epoll
+	// and on io_uring.
 	targetGateEventloop      = "pgcertgate-eventloop"
 	targetGateEventloopReuse = "pgcertgate-eventloop+reuse"
+	targetGateIOUring        = "pgcertgate-io_uring"
+	targetGateIOUringReuse   = "pgcertgate-io_uring+reuse"
 )
+
+// loopTargets is one event-loop engine's pair of targets: its name
+// without and with backend reuse, the flag that turns it off and the
+// top-level line that selects it.
+type loopTargets struct {
+	plain, reuse string
+	flag         string
+	mode, line   func(o *options) string
+}
+
+// loopEngines are the event-loop engines the bench measures, each as a
+// pair of targets in the same rounds.
+var loopEngines = []loopTargets{
+	{targetGateEventloop, targetGateEventloopReuse, "-eventloop",
+		func(o *options) string { return o.eventloop }, func(o *options) string { return o.eventloopLine }},
+	{targetGateIOUring, targetGateIOUringReuse, "-io_uring",
+		func(o *options) string { return o.iouring }, func(o *options) string { return o.iouringLine }},
+}
 
 // knownTargets are the names -targets accepts, in the order each round
 // visits them.
 var knownTargets = []string{
 	targetDirect, targetBouncer, targetGate, targetGateReuse,
 	targetGateEventloop, targetGateEventloopReuse,
+	targetGateIOUring, targetGateIOUringReuse,
 	targetGateLedger, targetGateLedgerLogged, targetGateLedgerUnlogged,
 	targetGateCASets, targetGateOCSP,
 }
@@ -100,6 +122,7 @@ func fileName(target string) string { return strings.ReplaceAll(target, "+", "-"
 var reportedConfigs = map[string]bool{
 	"pgcertgate": true, "pgcertgate-reuse": true, "pgcertgate-ledger": true,
 	"pgcertgate-3casets": true, "pgcertgate-ocsp": true, "pgcertgate-eventloop": true,
+	"pgcertgate-io_uring": true,
 }
 
 // notMeasured records why an optional target was left out; when -targets
@@ -146,18 +169,28 @@ func (e *env) notMeasuredEach(why string, names ...string) error {
 	return errors.Join(errs...)
 }
 
-// setupEventloop adds pgcertgate-eventloop and pgcertgate-eventloop+reuse
-// when the binary accepts the engine setting.
+// setupEventloop adds each event-loop engine's pair of targets when the
+// binary accepts the engine's setting.
 func (e *env) setupEventloop(ctx context.Context) error {
-	wantPlain, wantReuse := e.want(targetGateEventloop), e.want(targetGateEventloopReuse)
+	for _, lt := range loopEngines {
+		if err := e.setupLoopEngine(ctx, lt); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (e *env) setupLoopEngine(ctx context.Context, lt loopTargets) error {
+	wantPlain, wantReuse := e.want(lt.plain), e.want(lt.reuse)
 	if !wantPlain && !wantReuse {
 		return nil
 	}
-	if e.o.eventloop == "off" {
-		return e.notMeasuredEach("-eventloop off", targetGateEventloop, targetGateEventloopReuse)
+	mode, line := lt.mode(&e.o), lt.line(&e.o)
+	if mode == "off" {
+		return e.notMeasuredEach(lt.flag+" off", lt.plain, lt.reuse)
 	}
 	if wantReuse && e.o.reuse == "off" {
-		if err := e.notMeasured(targetGateEventloopReuse, "-reuse off"); err != nil {
+		if err := e.notMeasured(lt.reuse, "-reuse off"); err != nil {
 			return err
 		}
 		wantReuse = false
@@ -165,31 +198,31 @@ func (e *env) setupEventloop(ctx context.Context) error {
 			return nil
 		}
 	}
-	ok, out := e.acceptsConfig(ctx, gateOpts{name: "eventloop-check", topExtra: e.o.eventloopLine})
+	ok, out := e.acceptsConfig(ctx, gateOpts{name: fileName(lt.plain) + "-check", topExtra: line})
 	if !ok {
-		why := refusal(e.o.eventloopLine, out)
-		if e.o.eventloop == "on" {
+		why := refusal(line, out)
+		if mode == "on" {
 			return errors.New(why)
 		}
 		var skipped []string
 		if wantPlain {
-			skipped = append(skipped, targetGateEventloop)
+			skipped = append(skipped, lt.plain)
 		}
 		if wantReuse {
-			skipped = append(skipped, targetGateEventloopReuse)
+			skipped = append(skipped, lt.reuse)
 		}
 		return e.notMeasuredEach(why, skipped...)
 	}
 	if wantPlain {
-		if _, err := e.addGate(ctx, targetGateEventloop, gateOpts{topExtra: e.o.eventloopLine}, nil); err != nil {
+		if _, err := e.addGate(ctx, lt.plain, gateOpts{topExtra: line}, nil); err != nil {
 			return err
 		}
 	}
 	if wantReuse {
-		if ok, out := e.acceptsConfig(ctx, gateOpts{name: "eventloop-reuse-check", topExtra: e.o.eventloopLine, backendExtra: e.o.reuseLine}); !ok {
-			return e.notMeasured(targetGateEventloopReuse, refusal(e.o.reuseLine, out))
+		if ok, out := e.acceptsConfig(ctx, gateOpts{name: fileName(lt.reuse) + "-check", topExtra: line, backendExtra: e.o.reuseLine}); !ok {
+			return e.notMeasured(lt.reuse, refusal(e.o.reuseLine, out))
 		}
-		if _, err := e.addGate(ctx, targetGateEventloopReuse, gateOpts{topExtra: e.o.eventloopLine, backendExtra: e.o.reuseLine}, nil); err != nil {
+		if _, err := e.addGate(ctx, lt.reuse, gateOpts{topExtra: line, backendExtra: e.o.reuseLine}, nil); err != nil {
 			return err
 		}
 	}
@@ -446,8 +479,10 @@ func (r *report) describeTargets(p func(string, ...any)) {
 	if e.hasTarget(targetGateReuse) {
 		add("- **%s**: pgcertgate with `[backend]` %s (backend-connection reuse; PgBouncer runs with `server_idle_timeout = %d`, so both keep idle server connections between rounds).", targetGateReuse, inlineTOML(r.opts.reuseLine), serverIdleTimeout)
 	}
-	if e.hasTarget(targetGateEventloop) {
-		add("- **%s**: pgcertgate with %s (the event-loop relay); **%s** adds `[backend]` %s.", targetGateEventloop, inlineTOML(r.opts.eventloopLine), targetGateEventloopReuse, inlineTOML(r.opts.reuseLine))
+	for _, lt := range loopEngines {
+		if e.hasTarget(lt.plain) || e.hasTarget(lt.reuse) {
+			add("- **%s**: pgcertgate with %s (an event-loop relay); **%s** adds `[backend]` %s.", lt.plain, inlineTOML(lt.line(&r.opts)), lt.reuse, inlineTOML(r.opts.reuseLine))
+		}
 	}
 	for _, l := range []string{targetGateLedger, targetGateLedgerLogged, targetGateLedgerUnlogged} {
 		if !e.hasTarget(l) {

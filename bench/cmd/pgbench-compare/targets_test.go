@@ -376,10 +376,15 @@ func checkEnv(t *testing.T, bin, targets string, o options) *env {
 	if o.eventloop == "" {
 		o.eventloop = "auto"
 	}
+	if o.iouring == "" {
+		// The cases below are about one engine's pair unless they
+		// say otherwise.
+		o.iouring = "off"
+	}
 	if o.reuse == "" {
 		o.reuse = "auto"
 	}
-	o.eventloopLine, o.reuseLine = `relay_engine = "eventloop"`, "reuse = true"
+	o.eventloopLine, o.iouringLine, o.reuseLine = `relay_engine = "eventloop"`, `relay_engine = "io_uring"`, "reuse = true"
 	dir := t.TempDir()
 	return &env{o: o, dir: dir, rootCrt: filepath.Join(dir, "root.crt"), cluster: &pgcluster.Cluster{}, selected: sel}
 }
@@ -409,13 +414,26 @@ func TestSkippedTargets(t *testing.T) {
 		},
 		{
 			name: "every target, -eventloop off", step: (*env).setupEventloop,
-			o:     options{eventloop: "off"},
-			notes: []string{targetGateEventloop + ": not measured: -eventloop off", targetGateEventloopReuse + ": not measured: -eventloop off"},
+			o: options{eventloop: "off"},
+			notes: []string{targetGateEventloop + ": not measured: -eventloop off", targetGateEventloopReuse + ": not measured: -eventloop off",
+				targetGateIOUring + ": not measured: -io_uring off", targetGateIOUringReuse + ": not measured: -io_uring off"},
 		},
 		{
 			name: "every target, -reuse off, engine refused", step: (*env).setupEventloop,
 			o: options{reuse: "off"}, refuse: "relay_engine",
-			notes: []string{targetGateEventloopReuse + ": not measured: -reuse off", targetGateEventloop + ": not measured: this pgcertgate refuses"},
+			notes: []string{targetGateEventloopReuse + ": not measured: -reuse off", targetGateEventloop + ": not measured: this pgcertgate refuses",
+				targetGateIOUring + ": not measured: -io_uring off", targetGateIOUringReuse + ": not measured: -io_uring off"},
+		},
+		{
+			name: "both io_uring targets named, -io_uring off", step: (*env).setupEventloop,
+			targets: targetGateIOUring + "," + targetGateIOUringReuse, o: options{iouring: "off"},
+			wantErr: []string{targetGateIOUring + ": -io_uring off", targetGateIOUringReuse + ": -io_uring off"},
+		},
+		{
+			name: "every target, -reuse off, both engines refused", step: (*env).setupEventloop,
+			o: options{reuse: "off", iouring: "auto"}, refuse: "relay_engine",
+			notes: []string{targetGateEventloopReuse + ": not measured: -reuse off", targetGateEventloop + ": not measured: this pgcertgate refuses",
+				targetGateIOUringReuse + ": not measured: -reuse off", targetGateIOUring + ": not measured: this pgcertgate refuses"},
 		},
 		{
 			name: "eventloop+reuse named, engine refused", step: (*env).setupEventloop,

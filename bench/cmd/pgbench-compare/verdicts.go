@@ -130,14 +130,17 @@ func (r *report) verdicts() []verdict {
 	}
 	out = append(out, r.memVerdicts(groupCore, targetGate, 64)...)
 
-	if r.env.want(targetGateEventloop) || r.env.want(targetGateEventloopReuse) {
-		for _, g := range []string{targetGateEventloop, targetGateEventloopReuse} {
+	for _, lt := range loopEngines {
+		if !r.env.want(lt.plain) && !r.env.want(lt.reuse) {
+			continue
+		}
+		for _, g := range []string{lt.plain, lt.reuse} {
 			out = append(out,
 				r.ratioVerdict(groupEventloop, "S8", g, targetBouncer, 1.10, fmt.Sprintf("select-only, 8 clients: %s ≥ 1.10 × PgBouncer", g)),
 				r.cpuVerdict(groupEventloop, "S8", g, targetBouncer, 0.7, fmt.Sprintf("select-only, 8 clients: %s's own CPU per transaction ≤ 0.7 × PgBouncer's", g)),
 				r.ratioVerdict(groupEventloop, "S1", g, targetBouncer, 1.0, fmt.Sprintf("select-only, 1 client: %s ≥ 1.0 × PgBouncer", g)),
 			)
-			if g == targetGateEventloop {
+			if g == lt.plain {
 				out = append(out, r.ratioVerdict(groupEventloop, "C4", g, targetDirect, 1.0, fmt.Sprintf("connect per transaction, 4 clients: %s ≥ 1.0 × direct", g)))
 			} else {
 				out = append(out, r.ratioVerdict(groupEventloop, "C4", g, targetBouncer, 1.3, fmt.Sprintf("connect per transaction, 4 clients: %s ≥ 1.3 × PgBouncer", g)))
@@ -147,7 +150,7 @@ func (r *report) verdicts() []verdict {
 				r.ratioVerdict(groupEventloop, "copy-in", g, targetDirect, 1.0, fmt.Sprintf("COPY in: %s ≥ 1.0 × direct MB/s", g)),
 			)
 		}
-		out = append(out, r.memVerdicts(groupEventloop, targetGateEventloop, 32)...)
+		out = append(out, r.memVerdicts(groupEventloop, lt.plain, 32)...)
 	}
 
 	for _, l := range []string{targetGateLedger, targetGateLedgerLogged, targetGateLedgerUnlogged} {
