@@ -335,13 +335,7 @@ func TestRelayTLSBadRecordAlert(t *testing.T) {
 // its own with two buffers per loop.
 func TestRingStarved(t *testing.T) {
 	const env = "EVRING_TEST_BUFS"
-	if os.Getenv(env) == "" {
-		cmd := exec.Command(os.Args[0], "-test.run=^TestRingStarved$", "-test.v", "-test.count=1")
-		cmd.Env = append(os.Environ(), env+"=2")
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			t.Fatalf("%v\n%s", err, out)
-		}
+	if out, child := runAlone(t, env, "2"); !child {
 		if !bytes.Contains(out, []byte("receives found no buffer")) && !bytes.Contains(out, []byte("no io_uring here")) {
 			t.Fatalf("the starved run said nothing of its receives:\n%s", out)
 		}
@@ -409,14 +403,7 @@ func TestRingStarved(t *testing.T) {
 // the process's, so the test runs itself in a process of its own whose
 // rings fail as under a seccomp profile that forbids io_uring.
 func TestRingUnavailable(t *testing.T) {
-	const env = "EVRING_TEST_REFUSE"
-	if os.Getenv(env) == "" {
-		cmd := exec.Command(os.Args[0], "-test.run=^TestRingUnavailable$", "-test.v", "-test.count=1")
-		cmd.Env = append(os.Environ(), env+"=1")
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			t.Fatalf("%v\n%s", err, out)
-		}
+	if out, child := runAlone(t, "EVRING_TEST_REFUSE", "1"); !child {
 		if n := bytes.Count(out, []byte("io_uring unavailable; relaying on the epoll event loops")); n != 1 {
 			t.Fatalf("the refusal was logged %d times, want once:\n%s", n, out)
 		}
@@ -433,4 +420,21 @@ func TestRingUnavailable(t *testing.T) {
 	if err := ringLoopsUnavailable(); !errors.Is(err, unix.EPERM) {
 		t.Errorf("ringLoopsUnavailable: %v, want EPERM", err)
 	}
+}
+
+// runAlone runs the calling test again in a process of its own, with env
+// set to value, and returns that process's output once it has passed;
+// in that process (env set) it returns child true.
+func runAlone(t *testing.T, env, value string) (out []byte, child bool) {
+	t.Helper()
+	if os.Getenv(env) != "" {
+		return nil, true
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^"+t.Name()+"$", "-test.v", "-test.count=1")
+	cmd.Env = append(os.Environ(), env+"="+value)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	return out, false
 }
