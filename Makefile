@@ -58,7 +58,7 @@ demo: demo-deps build
 	./$(BIN) demo
 
 # soak runs the load and leak tests at full size (1,000 slow clients,
-# 20,000 connect/disconnect cycles; on both relay engines, 1,000 echoing
+# 20,000 connect/disconnect cycles; on each relay engine, 1,000 echoing
 # sessions for 10 minutes, 1 GiB each way through TLS, 5,000 sessions
 # started and ended at random); make test runs them reduced.
 soak: deps

@@ -62,7 +62,7 @@ func forEachRelayEngineWorld(t *testing.T, newWorld func(t *testing.T) *world, f
 	}
 }
 
-// TestRelayEngineControl: on either engine a running session is ended by
+// TestRelayEngineControl: on every engine a running session is ended by
 // the admin API's Terminate (FATAL 57P01, while the backend is busy), a
 // client's clean exit keeps the backend for the next client under reuse,
 // and a fast shutdown closes a session whose client stopped reading in

@@ -227,7 +227,7 @@ func TestRelayHalfClose(t *testing.T) {
 
 // TestRelayKeepsBackend: a client's Terminate with the backend idle ends
 // the session with the backend kept, unharmed and without the Terminate,
-// on either engine (the event loop hands back a new net.Conn over the same
+// on every engine (an event loop hands back a new net.Conn over the same
 // socket).
 func TestRelayKeepsBackend(t *testing.T) {
 	forEachEngine(t, func(t *testing.T, engine string) {

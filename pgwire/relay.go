@@ -451,7 +451,7 @@ func (c *clientConn) runSession(ctx context.Context, s *session) {
 	c.endSession(ctx, s, tracker, ctl, live, began, r)
 }
 
-// endSession is a relayed session's end on either engine: the cancel of a
+// endSession is a relayed session's end on every engine: the cancel of a
 // stopped session's query, the backend's release or close, the
 // session-end event.
 func (c *clientConn) endSession(ctx context.Context, s *session, tracker *sessionTracker, ctl *sessionControl, live *liveSession, began time.Time, r relayResult) {

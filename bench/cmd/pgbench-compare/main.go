@@ -94,6 +94,7 @@ func main() {
 	flag.BoolVar(&o.keep, "keep", false, "keep the work directory (configs, logs, profiles)")
 	flag.BoolVar(&o.verbose, "v", false, "print every command")
 	flag.Parse()
+	measuredTree = gitDescribe()
 	o.reuseLine = reuseSetting(o.reuseLine)
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)

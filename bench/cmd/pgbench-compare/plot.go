@@ -54,7 +54,7 @@ func (r *report) gnuplotScript(dataPath, pngPath string) (script, data string) {
 	for _, ts := range panel {
 		width += max(300, 48*len(ts)+120)
 	}
-	p("set terminal pngcairo size %d,540 font 'sans,11'\n", max(width, 720))
+	p("set terminal pngcairo noenhanced size %d,540 font 'sans,11'\n", max(width, 720))
 	p("set output %q\n", pngPath)
 	for i, n := range names {
 		c, ok := targetColors[n]

@@ -125,6 +125,11 @@ func (r *report) writeJSON() error {
 	return os.WriteFile(r.opts.jsonOut, append(b, '\n'), 0o644)
 }
 
+// measuredTree is gitDescribe when the bench started: by the time the
+// report is written, the bench's own outputs (results.json, the plot)
+// have changed the tree.
+var measuredTree string
+
 func gitDescribe() string {
 	out, err := exec.Command("git", "rev-parse", "--short", "HEAD").Output()
 	if err != nil {
@@ -145,7 +150,7 @@ func (r *report) markdown(plotErr error) string {
 
 	p("## Results of `make bench`\n\n")
 	p("Run finished %s at commit %s, %d alternating rounds, pgbench `-T %d`, COPY of %d bytes (%.0f MB) each way. ",
-		r.finished.UTC().Format("2006-01-02 15:04 UTC"), gitDescribe(), r.opts.rounds, r.opts.duration, e.bulkBytes, float64(e.bulkBytes)/1e6)
+		r.finished.UTC().Format("2006-01-02 15:04 UTC"), measuredTree, r.opts.rounds, r.opts.duration, e.bulkBytes, float64(e.bulkBytes)/1e6)
 	p("1-minute load average: %.2f when the bench started", r.loadBefore)
 	if r.opts.quietWait > 0 {
 		p(", %.2f after waiting %s for a quiet machine (< %.2f, at most %s)", r.loadAtStart, r.quietWaited.Round(time.Second), r.opts.quietLoad, r.opts.quietWait)
@@ -297,7 +302,7 @@ func (r *report) markdown(plotErr error) string {
 	}
 
 	p("\n### Machine\n\n")
-	p("- CPU: %s, %d logical CPUs\n- Memory: %s\n- Kernel: %s\n- PostgreSQL: %s\n- PgBouncer: %s\n- pgcertgate: %s (commit %s)\n\n", r.machine.CPUModel, r.machine.CPUs, r.machine.MemTotal, r.machine.Kernel, e.pgVersion, e.bouncerVersion, r.opts.bin, gitDescribe())
+	p("- CPU: %s, %d logical CPUs\n- Memory: %s\n- Kernel: %s\n- PostgreSQL: %s\n- PgBouncer: %s\n- pgcertgate: %s (commit %s)\n\n", r.machine.CPUModel, r.machine.CPUs, r.machine.MemTotal, r.machine.Kernel, e.pgVersion, e.bouncerVersion, r.opts.bin, measuredTree)
 	p("```\n$ free -h\n%s\n```\n", r.machine.Free)
 
 	p("\n### Setup and commands\n\n")

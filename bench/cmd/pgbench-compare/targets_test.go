@@ -319,6 +319,11 @@ func TestGnuplotScript(t *testing.T) {
 	if !strings.Contains(script, `set xtics ("direct" 0, "pgcertgate" 1)`) || !strings.Contains(script, `"pgcertgate+ocsp" 2)`) {
 		t.Errorf("xtics per panel missing:\n%s", script)
 	}
+	// Target names are printed as they are: in gnuplot's enhanced text
+	// the _ of io_uring would start a subscript.
+	if !strings.Contains(script, "pngcairo noenhanced") {
+		t.Errorf("the terminal renders enhanced text:\n%s", script)
+	}
 	gp, err := exec.LookPath("gnuplot")
 	if err != nil {
 		t.Skip("no gnuplot")
