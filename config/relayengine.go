@@ -14,6 +14,12 @@ const (
 	RelayIOUring = "io_uring"
 )
 
+// EventLoopEngine reports an engine that relays on event loops, on
+// epoll or on io_uring.
+func EventLoopEngine(engine string) bool {
+	return engine == RelayEventLoop || engine == RelayIOUring
+}
+
 // MaxRelayEventLoops bounds relay_event_loops: each loop is an OS thread
 // and an epoll descriptor for the life of the process.
 const MaxRelayEventLoops = 256

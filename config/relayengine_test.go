@@ -30,7 +30,7 @@ func TestRelayKeys(t *testing.T) {
 		{name: "loops not a number", toml: "relay_event_loops = \"2\"\n", err: "c.toml:1: relay_event_loops:"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if (tc.engine == RelayEventLoop || tc.engine == RelayIOUring) && runtime.GOOS != "linux" {
+			if EventLoopEngine(tc.engine) && runtime.GOOS != "linux" {
 				tc.err = fmt.Sprintf("c.toml:1: relay_engine: %q is available on Linux only", tc.engine)
 			}
 			c, err := Parse("c.toml", []byte(tc.toml+minimal))

@@ -59,7 +59,7 @@ func TestRelayEngineIdle(t *testing.T) {
 		}
 		waitSessions(t, w, n)
 		engine := w.proxy.Config().Engine()
-		if engine == config.RelayEventLoop || engine == config.RelayIOUring {
+		if config.EventLoopEngine(engine) {
 			// The connections' goroutines end after the loop takes
 			// their sessions.
 			waitUntil(t, fmt.Sprintf("fewer than %d goroutines more than the %d before %d idle sessions", n/10, base, n),

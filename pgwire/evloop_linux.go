@@ -110,8 +110,7 @@ type evLoop struct {
 type evLoopSet struct {
 	once  sync.Once
 	loops []*evLoop
-	err   error
-	// failed is err for readers outside the once.
+	// failed is why the loops could not start, if they could not.
 	failed atomic.Pointer[error]
 	next   atomic.Uint32
 }
@@ -157,7 +156,7 @@ func (set *evLoopSet) pick(newLoop func() (*evLoop, error), unavailable string) 
 				for _, l := range set.loops {
 					l.close()
 				}
-				set.loops, set.err = nil, err
+				set.loops = nil
 				set.failed.Store(&err)
 				return
 			}
@@ -167,8 +166,8 @@ func (set *evLoopSet) pick(newLoop func() (*evLoop, error), unavailable string) 
 			go l.run()
 		}
 	})
-	if set.err != nil {
-		return nil, set.err
+	if p := set.failed.Load(); p != nil {
+		return nil, *p
 	}
 	i := set.next.Add(1)
 	return set.loops[int(i)%len(set.loops)], nil
@@ -480,10 +479,16 @@ func (s *evSide) dropPending() {
 	if s.ob == nil {
 		return
 	}
-	if cap(*s.ob) <= 4*evOutCap {
-		evOutBufs.Put(s.ob)
-	}
+	putOutBuf(s.ob)
 	s.ob, s.off = nil, 0
+}
+
+// putOutBuf returns a pending-write buffer to the pool, unless a large
+// write grew it past what the pool should keep.
+func putOutBuf(b *[]byte) {
+	if cap(*b) <= 4*evOutCap {
+		evOutBufs.Put(b)
+	}
 }
 
 // read is loopIO's read: one non-blocking read, none at all while the

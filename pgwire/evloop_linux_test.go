@@ -303,7 +303,7 @@ func TestRelayTLSBadRecordAlert(t *testing.T) {
 		}()
 		// On the event loop, wait until output for the client waits in
 		// the relay.
-		if loopEngine(engine) {
+		if config.EventLoopEngine(engine) {
 			b := (<-stand).(*evBackend)
 			waitFor(t, "output waiting for the client in the loop", func() bool {
 				ch := make(chan int, 1)

@@ -30,9 +30,6 @@ import (
 // its subtest runs on the epoll loops.
 var relayEngines = []string{config.RelayGoroutine, config.RelayEventLoop, config.RelayIOUring}
 
-// loopEngine reports an engine that relays on an event loop.
-func loopEngine(e string) bool { return e == config.RelayEventLoop || e == config.RelayIOUring }
-
 // forEachEngine runs f once per relay engine, as a subtest named after it.
 func forEachEngine(t *testing.T, f func(t *testing.T, engine string)) {
 	t.Helper()
@@ -40,7 +37,7 @@ func forEachEngine(t *testing.T, f func(t *testing.T, engine string)) {
 		t.Run(e, func(t *testing.T) {
 			before, beforeRing := evJoined.Load(), evRingJoined.Load()
 			f(t, e)
-			if !loopEngine(e) || runtime.GOOS != "linux" || t.Failed() {
+			if !config.EventLoopEngine(e) || runtime.GOOS != "linux" || t.Failed() {
 				return
 			}
 			if evJoined.Load() == before {

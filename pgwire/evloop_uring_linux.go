@@ -87,10 +87,9 @@ func (g *evRing) recycle(id uint16) {
 // ringSide is a side's state on a loop on io_uring.
 type ringSide struct {
 	// in is what the last receive brought and the read has not taken,
-	// in buffer bid.
-	in    []byte
-	bid   uint16
-	hasIn bool
+	// in buffer bid; empty when there is nothing.
+	in  []byte
+	bid uint16
 	// inErr is how the socket ended (io.EOF, an error), once a receive
 	// said so.
 	inErr error
@@ -99,7 +98,6 @@ type ringSide struct {
 	// nil when no send is in flight.
 	fl    *[]byte
 	flOff int
-	send  bool
 	// ops counts operations in flight for this side, cancels included.
 	ops     int
 	starved bool
@@ -209,7 +207,7 @@ func (l *evLoop) received(s *evSide, c uring.Completion) {
 		if c.Res <= 0 || s.s.over {
 			l.ring.recycle(id)
 		} else {
-			rs.in, rs.bid, rs.hasIn = l.ring.bufs.Bytes(id)[:c.Res], id, true
+			rs.in, rs.bid = l.ring.bufs.Bytes(id)[:c.Res], id
 		}
 	}
 	if s.s.over {
@@ -236,7 +234,6 @@ func (l *evLoop) received(s *evSide, c uring.Completion) {
 func (l *evLoop) sent(s *evSide, c uring.Completion) {
 	defer l.recoverSession(s.s)
 	rs := &s.rs
-	rs.send = false
 	if c.Res > 0 {
 		rs.flOff += int(c.Res)
 	}
@@ -253,11 +250,11 @@ func (l *evLoop) sent(s *evSide, c uring.Completion) {
 	if rs.flOff < len(*rs.fl) {
 		// Taken in part: the rest goes next, before anything queued
 		// behind it.
-		l.sendNext(s)
+		l.submitSend(s)
 		return
 	}
 	wasFull := s.full()
-	evOutBufs.Put(rs.fl)
+	putOutBuf(rs.fl)
 	rs.fl, rs.flOff = nil, 0
 	if s.pendingLen() == 0 {
 		// Drained: the peer may be read again, and a TLS peer may hold
@@ -279,20 +276,21 @@ func (l *evLoop) sent(s *evSide, c uring.Completion) {
 // sendNext puts what waits for s in flight, when nothing is.
 func (l *evLoop) sendNext(s *evSide) {
 	rs := &s.rs
-	if rs.send {
+	if rs.fl != nil || len(s.pending()) == 0 {
 		return
 	}
-	if rs.fl == nil {
-		if s.ob == nil || len(*s.ob) == s.off {
-			return
-		}
-		rs.fl, rs.flOff = s.ob, s.off
-		s.ob, s.off = nil, 0
-	}
+	rs.fl, rs.flOff = s.ob, s.off
+	s.ob, s.off = nil, 0
+	l.submitSend(s)
+}
+
+// submitSend queues the send of what the buffer in flight has still to
+// give.
+func (l *evLoop) submitSend(s *evSide) {
+	rs := &s.rs
 	if err := l.ring.r.Send(s.fd, (*rs.fl)[rs.flOff:], s.id<<2|ukSend); err != nil {
 		panic(err)
 	}
-	rs.send = true
 	rs.ops++
 }
 
@@ -308,7 +306,7 @@ func (l *evLoop) updateRing(sess *evSession) {
 		if s.peer.pendingLen() > 0 || s.full() || rs.recv || rs.starved || rs.inErr != nil {
 			continue
 		}
-		if rs.hasIn {
+		if len(rs.in) > 0 {
 			// Bytes are there that no receive will announce: read them
 			// in this turn.
 			l.again = append(l.again, s)
@@ -343,12 +341,11 @@ func (l *evLoop) feedStarved() {
 // brought, then errWouldBlock until the next.
 func (s *evSide) readRing(p []byte) (int, error) {
 	rs := &s.rs
-	if rs.hasIn {
+	if len(rs.in) > 0 {
 		n := copy(p, rs.in)
 		rs.in = rs.in[n:]
 		if len(rs.in) == 0 {
 			s.s.loop.ring.recycle(rs.bid)
-			rs.in, rs.hasIn = nil, false
 		}
 		return n, nil
 	}
@@ -363,14 +360,14 @@ func (s *evSide) readRing(p []byte) (int, error) {
 func (l *evLoop) endRing(sess *evSession) {
 	for _, s := range []*evSide{&sess.client, &sess.backend} {
 		rs := &s.rs
-		if rs.hasIn {
+		if len(rs.in) > 0 {
 			l.ring.recycle(rs.bid)
-			rs.in, rs.hasIn, rs.unread = nil, false, true
+			rs.in, rs.unread = nil, true
 		}
 		for _, op := range []struct {
 			on   bool
 			kind uint64
-		}{{rs.recv, ukRecv}, {rs.send, ukSend}} {
+		}{{rs.recv, ukRecv}, {rs.fl != nil, ukSend}} {
 			if !op.on {
 				continue
 			}
@@ -397,16 +394,15 @@ func (l *evLoop) settle(sess *evSession) {
 		if rs.fl == nil {
 			continue
 		}
-		rest := (*rs.fl)[rs.flOff:]
-		if len(rest) > 0 {
-			queued := s.pending()
-			b := evOutBufs.Get().(*[]byte)
-			*b = append(append((*b)[:0], rest...), queued...)
-			s.dropPending()
-			s.ob, s.off = b, 0
-		}
-		evOutBufs.Put(rs.fl)
+		// The send's rest becomes the pending buffer, and what was
+		// queued behind it goes on its end.
+		queued, off := s.ob, s.off
+		s.ob, s.off = rs.fl, rs.flOff
 		rs.fl, rs.flOff = nil, 0
+		if queued != nil {
+			s.queue((*queued)[off:])
+			putOutBuf(queued)
+		}
 	}
 	go sess.ending()
 }

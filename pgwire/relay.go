@@ -301,16 +301,16 @@ type relayResult struct {
 	kept    net.Conn
 }
 
-// startRelay relays on the named relay engine (config.RelayEventLoop or
-// the goroutine relay). When an event loop takes the session it returns
-// at once with detached true, and done is called with the outcome once
+// startRelay relays on the named relay engine (an event loop, on epoll
+// or io_uring, or the goroutine relay). When an event loop takes the
+// session it returns at once with detached true, and done is called with the outcome once
 // the loop has let go, on a goroutine of its own (never the loop's).
 // Otherwise (the goroutine relay, or a session the event loop cannot
 // take, see relayEvents) it relays with goroutines and returns the
 // outcome; done is not called. setBackend, when set, is told of the
 // connection a fast shutdown must close to end the session.
 func startRelay(engine string, client net.Conn, pending []byte, backend net.Conn, t *sessionTracker, ctl *sessionControl, setBackend func(net.Conn), done func(relayResult)) (r relayResult, detached bool) {
-	if (engine == config.RelayEventLoop || engine == config.RelayIOUring) && relayEvents(engine == config.RelayIOUring, client, pending, backend, t, ctl, setBackend, done) {
+	if config.EventLoopEngine(engine) && relayEvents(engine == config.RelayIOUring, client, pending, backend, t, ctl, setBackend, done) {
 		return relayResult{}, true
 	}
 	in, out, keep := relayWith(client, pending, backend, t, ctl)

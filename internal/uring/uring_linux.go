@@ -237,9 +237,6 @@ func (r *Ring) Cancel(target, userData uint64) error {
 	return nil
 }
 
-// Pending is how many queued entries the next Enter submits.
-func (r *Ring) Pending() uint32 { return r.toSubmit }
-
 // Enter submits what is queued and, with wait, waits for at least one
 // completion to be there. It reports how many entries it submitted.
 func (r *Ring) Enter(wait bool) (int, error) {
@@ -348,9 +345,6 @@ func (r *Ring) NewBuffers(group uint16, count, size int) (*Buffers, error) {
 	b.publish()
 	return b, nil
 }
-
-// Size is the size of each buffer.
-func (b *Buffers) Size() int { return b.size }
 
 // Bytes is buffer id's memory.
 func (b *Buffers) Bytes(id uint16) []byte {
