@@ -104,6 +104,10 @@ type evLoop struct {
 	// again lists TLS sides that stopped at evReadsPerTurn with records
 	// possibly still held by crypto/tls, which epoll cannot announce.
 	again []*evSide
+	// rbuf is what readSide reads into: the loop's own, since a read's
+	// bytes are forwarded before the next read, so that no read pays for
+	// a pool's round trip.
+	rbuf []byte
 }
 
 // evLoopSet is the loops of one kind: epoll or io_uring.
@@ -277,16 +281,18 @@ func (l *evLoop) run() {
 // hogs its P: it asks it to yield, takes its P away whenever it finds it
 // in a system call, and, having taken one, polls again every 20 µs. With
 // a loop busy, the monitor woke 1,200 to 1,800 times a second and took 6
-// to 10 % of the process's CPU (BENCHMARKS.md). Yielding well inside
-// those 10 ms costs a hand-off of the locked thread a few hundred times
-// a second instead.
+// to 10 % of the process's CPU (BENCHMARKS.md). Yielding inside those
+// 10 ms costs a hand-off of the locked thread instead: two threads woken
+// and put back to sleep, some 45 µs of CPU here.
 type evYield struct {
 	turns int
 	next  time.Time
 }
 
-// evYieldEvery is how long a loop runs between two yields.
-const evYieldEvery = 2 * time.Millisecond
+// evYieldEvery is how long a loop runs between two yields: as rare as the
+// monitor allows, with room for the 16 turns between two looks at the
+// clock. Every 2 ms, the hand-offs took 8 % of the process's CPU.
+const evYieldEvery = 8 * time.Millisecond
 
 func (y *evYield) maybe() {
 	// The clock is read every 16 turns: a turn is microseconds.
@@ -694,18 +700,19 @@ func (l *evLoop) readSide(src *evSide) {
 			l.again = append(l.again, src)
 			return
 		}
-		bp := relayBufs.Get().(*[]byte)
+		if l.rbuf == nil {
+			l.rbuf = make([]byte, relayBufSize)
+		}
 		var (
 			n   int
 			err error
 		)
 		if src.tc != nil {
-			n, err = src.tc.Read(*bp)
+			n, err = src.tc.Read(l.rbuf)
 		} else {
-			n, err = src.read(*bp)
+			n, err = src.read(l.rbuf)
 		}
-		stop := n > 0 && l.forward(src, (*bp)[:n])
-		relayBufs.Put(bp)
+		stop := n > 0 && l.forward(src, l.rbuf[:n])
 		switch {
 		case stop:
 			return

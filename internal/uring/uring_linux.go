@@ -68,6 +68,8 @@ const (
 
 	sqeBufferSelect = 1 << 5
 
+	recvPollFirst = 1 << 0 // IORING_RECVSEND_POLL_FIRST, in ioprio
+
 	enterGetEvents = 1
 
 	offSQRing = 0
@@ -181,6 +183,11 @@ func (r *Ring) push() {
 
 // Recv queues a receive on fd into a buffer the kernel picks from group
 // when data is there. The buffer id comes back with the completion.
+//
+// The receive waits for the socket to be readable before it tries
+// (IORING_RECVSEND_POLL_FIRST): a relay queues one right after it took
+// what the socket had, when a first try could only fail. A socket that
+// is readable already still completes at once.
 func (r *Ring) Recv(fd int, group uint16, size uint32, userData uint64) error {
 	e, err := r.next()
 	if err != nil {
@@ -188,6 +195,7 @@ func (r *Ring) Recv(fd int, group uint16, size uint32, userData uint64) error {
 	}
 	e.opcode, e.fd, e.len, e.userData = opRecv, int32(fd), size, userData
 	e.flags = sqeBufferSelect
+	e.ioprio = recvPollFirst
 	e.bufIndex = group
 	r.push()
 	return nil
