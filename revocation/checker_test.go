@@ -371,6 +371,49 @@ func TestSharedAndCached(t *testing.T) {
 	}
 }
 
+// TestRequestAfterAnswer: a login that found nothing cached can start its
+// own request just after another one for the same certificate (or CRL)
+// has ended and kept its answer; that request takes the answer kept and
+// does not ask again.
+func TestRequestAfterAnswer(t *testing.T) {
+	t.Run("ocsp", func(t *testing.T) {
+		w := newWorld(t)
+		w.r.set(w.leaf.Cert, ocsp.Good)
+		c := newChecker(t, Options{})
+		p := Policy{OCSP: Require, Timeout: 5 * time.Second, CacheMaxAge: time.Hour}
+		chain := chainOf(w.leaf)
+		if res := c.Check(context.Background(), chain, p); res.Err != nil {
+			t.Fatal(res.Err)
+		}
+		cert, issuer := chain[0], chain[1]
+		key := ocspKey{issuer: issuerKey(issuer), serial: serialKey(cert.SerialNumber)}
+		v, err := c.askOCSP(context.Background(), cert, issuer, cert.OCSPServer[0], key, p)
+		if e, ok := v.(ocspEntry); err != nil || !ok || e.status != certauth.OCSPStatusGood {
+			t.Fatalf("askOCSP after an answer was cached: %#v, %v", v, err)
+		}
+		if n := w.r.ocspHits.Load(); n != 1 {
+			t.Fatalf("responder asked %d times, want 1", n)
+		}
+	})
+	t.Run("crl", func(t *testing.T) {
+		w, chain := crlWorld(t)
+		now := time.Now()
+		w.r.setCRL(crlPEM(t, w.ca, nil, now.Add(-10*time.Second), now.Add(time.Hour)))
+		c := newChecker(t, Options{})
+		p := Policy{CRLFetch: true, Timeout: 5 * time.Second}
+		if res := c.Check(context.Background(), chain, p); res.Err != nil {
+			t.Fatal(res.Err)
+		}
+		crl, err := c.loginCRL(context.Background(), chain[0].CRLDistributionPoints[0], chain[1], p)
+		if err != nil || crl == nil {
+			t.Fatalf("loginCRL after a CRL was kept: %v, %v", crl, err)
+		}
+		if _, n := c.Fetches(); n != 1 {
+			t.Fatalf("CRL downloaded %d times, want 1", n)
+		}
+	})
+}
+
 // fakeClock is a settable clock.
 type fakeClock struct {
 	mu sync.Mutex

@@ -34,26 +34,32 @@ func (c *Checker) ocspCheck(ctx context.Context, cert, issuer *x509.Certificate,
 	}
 	key := ocspKey{issuer: issuerKey(issuer), serial: serialKey(cert.SerialNumber)}
 	now := c.now()
-	c.omu.RLock()
-	e, hit := c.ocsp[key]
-	downUntil := c.down[url]
-	c.omu.RUnlock()
-	if hit && now.Before(e.expires) {
+	if e, ok := c.cachedOCSP(key, now); ok {
 		r := sourceResult{ans: statusAnswer(e.status), cached: true}
 		c.obs.Checked("cache", r.ans.String())
 		return r
 	}
+	c.omu.RLock()
+	downUntil := c.down[url]
+	c.omu.RUnlock()
 	if now.Before(downUntil) {
 		c.obs.Checked("ocsp", ansUnavailable.String())
 		return sourceResult{ans: ansUnavailable, err: fmt.Errorf("responder %s failed in the last %s", url, responderBackoff)}
 	}
 	v, err := c.shared(ctx, "ocsp\x00"+url+"\x00"+string(key.issuer[:])+key.serial, p.timeout(), func(fctx context.Context) (any, error) {
-		return c.fetchOCSP(fctx, cert, issuer, url, key, p)
+		return c.askOCSP(fctx, cert, issuer, url, key, p)
 	})
 	var r sourceResult
 	switch {
 	case err == nil:
-		r.ans = statusAnswer(v.(*certauth.OCSPAnswer).Status)
+		switch a := v.(type) {
+		case ocspEntry:
+			r = sourceResult{ans: statusAnswer(a.status), cached: true}
+			c.obs.Checked("cache", r.ans.String())
+			return r
+		case *certauth.OCSPAnswer:
+			r.ans = statusAnswer(a.Status)
+		}
 	case errors.Is(err, certauth.ErrBadOCSPResponse) || errors.Is(err, errTooLarge):
 		r = sourceResult{ans: ansBad, err: err}
 	default:
@@ -71,6 +77,27 @@ func statusAnswer(s certauth.OCSPStatus) answer {
 		return ansRevoked
 	}
 	return ansUnknown
+}
+
+// cachedOCSP is the cached answer for key, if one is there and fresh.
+func (c *Checker) cachedOCSP(key ocspKey, now time.Time) (ocspEntry, bool) {
+	c.omu.RLock()
+	e, hit := c.ocsp[key]
+	c.omu.RUnlock()
+	return e, hit && now.Before(e.expires)
+}
+
+// askOCSP is a login's request to the responder, run once for the logins
+// that share it: the cached answer (an ocspEntry) when one is there by
+// now, otherwise the responder's (a *certauth.OCSPAnswer). A login that
+// found the cache empty may start its request just after another request
+// for the same certificate has ended and cached its answer; asking the
+// responder again would be a second request for one answer.
+func (c *Checker) askOCSP(ctx context.Context, cert, issuer *x509.Certificate, url string, key ocspKey, p Policy) (any, error) {
+	if e, ok := c.cachedOCSP(key, c.now()); ok {
+		return e, nil
+	}
+	return c.fetchOCSP(ctx, cert, issuer, url, key, p)
 }
 
 // fetchOCSP asks the responder, verifies the answer and caches it until
