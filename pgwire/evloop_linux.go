@@ -265,12 +265,7 @@ func (l *evLoop) run() {
 				l.dispatch(s, events[i].Events)
 			}
 		}
-		if again := l.again; len(again) > 0 {
-			l.again = nil
-			for _, s := range again {
-				l.readAgain(s)
-			}
-		}
+		l.readAgainAll()
 	}
 }
 
@@ -317,6 +312,16 @@ func (y *evYield) maybe() {
 func (l *evLoop) dispatch(s *evSide, events uint32) {
 	defer l.recoverSession(s.s)
 	l.handle(s, events)
+}
+
+// readAgainAll reads the sides that stopped at evReadsPerTurn in an
+// earlier turn, each once more.
+func (l *evLoop) readAgainAll() {
+	again := l.again
+	l.again = nil
+	for _, s := range again {
+		l.readAgain(s)
+	}
 }
 
 func (l *evLoop) readAgain(s *evSide) {

@@ -159,18 +159,13 @@ func (l *evLoop) runRing() {
 	for {
 		y.maybe()
 		wait := len(l.again) == 0
-		if _, err := g.r.Enter(wait); err != nil {
+		if err := g.r.Enter(wait); err != nil {
 			// Nothing else is expected of a valid ring; a loop that
 			// cannot submit cannot relay.
 			panic(err)
 		}
 		g.r.Reap(l.complete)
-		if again := l.again; len(again) > 0 {
-			l.again = nil
-			for _, s := range again {
-				l.readAgain(s)
-			}
-		}
+		l.readAgainAll()
 		l.feedStarved()
 	}
 }
@@ -370,20 +365,22 @@ func (l *evLoop) endRing(sess *evSession) {
 			l.ring.recycle(rs.bid)
 			rs.in, rs.unread = nil, true
 		}
-		for _, op := range []struct {
-			on   bool
-			kind uint64
-		}{{rs.recv, ukRecv}, {rs.fl != nil, ukSend}} {
-			if !op.on {
-				continue
-			}
-			if err := l.ring.r.Cancel(s.id<<2|op.kind, s.id<<2|ukCancel); err != nil {
-				panic(err)
-			}
-			rs.ops++
+		if rs.recv {
+			l.cancel(s, ukRecv)
+		}
+		if rs.fl != nil {
+			l.cancel(s, ukSend)
 		}
 	}
 	l.settle(sess)
+}
+
+// cancel queues the cancellation of s's operation of that kind.
+func (l *evLoop) cancel(s *evSide, kind uint64) {
+	if err := l.ring.r.Cancel(s.id<<2|kind, s.id<<2|ukCancel); err != nil {
+		panic(err)
+	}
+	s.rs.ops++
 }
 
 // settle starts the ending of a session that is over once nothing of its

@@ -303,9 +303,9 @@ type relayResult struct {
 
 // startRelay relays on the named relay engine (an event loop, on epoll
 // or io_uring, or the goroutine relay). When an event loop takes the
-// session it returns at once with detached true, and done is called with the outcome once
-// the loop has let go, on a goroutine of its own (never the loop's).
-// Otherwise (the goroutine relay, or a session the event loop cannot
+// session it returns at once with detached true, and done is called with
+// the outcome once the loop has let go, on a goroutine of its own (never
+// the loop's). Otherwise (the goroutine relay, or a session the event loop cannot
 // take, see relayEvents) it relays with goroutines and returns the
 // outcome; done is not called. setBackend, when set, is told of the
 // connection a fast shutdown must close to end the session.

@@ -371,47 +371,65 @@ func TestSharedAndCached(t *testing.T) {
 	}
 }
 
-// TestRequestAfterAnswer: a login that found nothing cached can start its
-// own request just after another one for the same certificate (or CRL)
-// has ended and kept its answer; that request takes the answer kept and
-// does not ask again.
-func TestRequestAfterAnswer(t *testing.T) {
-	t.Run("ocsp", func(t *testing.T) {
-		w := newWorld(t)
-		w.r.set(w.leaf.Cert, ocsp.Good)
-		c := newChecker(t, Options{})
-		p := Policy{OCSP: Require, Timeout: 5 * time.Second, CacheMaxAge: time.Hour}
-		chain := chainOf(w.leaf)
-		if res := c.Check(context.Background(), chain, p); res.Err != nil {
-			t.Fatal(res.Err)
-		}
-		cert, issuer := chain[0], chain[1]
-		key := ocspKey{issuer: issuerKey(issuer), serial: serialKey(cert.SerialNumber)}
-		v, err := c.askOCSP(context.Background(), cert, issuer, cert.OCSPServer[0], key, p)
-		if e, ok := v.(ocspEntry); err != nil || !ok || e.status != certauth.OCSPStatusGood {
-			t.Fatalf("askOCSP after an answer was cached: %#v, %v", v, err)
-		}
-		if n := w.r.ocspHits.Load(); n != 1 {
-			t.Fatalf("responder asked %d times, want 1", n)
-		}
-	})
-	t.Run("crl", func(t *testing.T) {
-		w, chain := crlWorld(t)
-		now := time.Now()
-		w.r.setCRL(crlPEM(t, w.ca, nil, now.Add(-10*time.Second), now.Add(time.Hour)))
-		c := newChecker(t, Options{})
-		p := Policy{CRLFetch: true, Timeout: 5 * time.Second}
-		if res := c.Check(context.Background(), chain, p); res.Err != nil {
-			t.Fatal(res.Err)
-		}
-		crl, err := c.loginCRL(context.Background(), chain[0].CRLDistributionPoints[0], chain[1], p)
-		if err != nil || crl == nil {
-			t.Fatalf("loginCRL after a CRL was kept: %v, %v", crl, err)
-		}
-		if _, n := c.Fetches(); n != 1 {
-			t.Fatalf("CRL downloaded %d times, want 1", n)
-		}
-	})
+// TestSharedLooksAtCache: a caller that found its cache empty can reach
+// shared just after the request it would have joined has ended and
+// stored its answer. shared looks at the cache before it starts another
+// request, so nothing is asked twice; a caller without a cache (the
+// recheck, which wants a fresh answer) always asks, and callers that
+// come while a request runs share it.
+func TestSharedLooksAtCache(t *testing.T) {
+	c := newChecker(t, Options{})
+	ctx := context.Background()
+	var asked atomic.Int32
+	ask := func(context.Context) (any, error) {
+		asked.Add(1)
+		return "answer", nil
+	}
+	stored := func() (any, bool) { return "stored", true }
+	empty := func() (any, bool) { return nil, false }
+
+	if v, err := c.shared(ctx, "k", time.Second, stored, ask); err != nil || v != "stored" || asked.Load() != 0 {
+		t.Fatalf("with an answer stored: %v, %v, asked %d times; want the stored one, not asked", v, err, asked.Load())
+	}
+	if v, err := c.shared(ctx, "k", time.Second, empty, ask); err != nil || v != "answer" || asked.Load() != 1 {
+		t.Fatalf("with nothing stored: %v, %v, asked %d times; want asked once", v, err, asked.Load())
+	}
+	if v, err := c.shared(ctx, "k", time.Second, nil, ask); err != nil || v != "answer" || asked.Load() != 2 {
+		t.Fatalf("without a cache: %v, %v, asked %d times; want asked again", v, err, asked.Load())
+	}
+
+	// While a request runs, a caller joins it whatever its cache holds.
+	release := make(chan struct{})
+	started := make(chan struct{})
+	slow := func(context.Context) (any, error) {
+		close(started)
+		<-release
+		return "slow answer", nil
+	}
+	first := make(chan any, 1)
+	go func() {
+		v, _ := c.shared(ctx, "k2", 5*time.Second, empty, slow)
+		first <- v
+	}()
+	<-started
+	second := make(chan any, 1)
+	go func() {
+		v, _ := c.shared(ctx, "k2", 5*time.Second, stored, ask)
+		second <- v
+	}()
+	// The second caller is waiting on the flight or has not reached it;
+	// either way it gets the flight's answer once released, or the
+	// stored one if it came after the flight ended, never a new request.
+	close(release)
+	if v := <-first; v != "slow answer" {
+		t.Fatalf("first caller got %v", v)
+	}
+	if v := <-second; v != "slow answer" && v != "stored" {
+		t.Fatalf("second caller got %v", v)
+	}
+	if n := asked.Load(); n != 2 {
+		t.Fatalf("asked %d times in all, want 2", n)
+	}
 }
 
 // fakeClock is a settable clock.

@@ -98,30 +98,21 @@ func (c *Checker) crlFor(ctx context.Context, url string, issuer *x509.Certifica
 	if now.Before(retry) && lastErr != nil {
 		return nil, fmt.Errorf("last attempt failed, next one after %s: %w", retry.UTC().Format(time.RFC3339), lastErr)
 	}
-	v, err := c.shared(ctx, "crl\x00"+url, p.timeout(), func(fctx context.Context) (any, error) {
-		return c.loginCRL(fctx, url, issuer, p)
+	cached := func() (any, bool) {
+		c.cmu.Lock()
+		defer c.cmu.Unlock()
+		if e, ok := c.crls[url]; ok && e.crl != nil {
+			return e.crl, true
+		}
+		return nil, false
+	}
+	v, err := c.shared(ctx, "crl\x00"+url, p.timeout(), cached, func(fctx context.Context) (any, error) {
+		return c.fetchCRL(fctx, url, issuer, p)
 	})
 	if err != nil {
 		return nil, err
 	}
 	return v.(*certauth.FetchedCRL), nil
-}
-
-// loginCRL is a login's download of url's CRL, run once for the logins
-// that share it: the CRL held when there is one by now. A login that
-// found none may start its download just after another download of the
-// same CRL has ended and kept it.
-func (c *Checker) loginCRL(ctx context.Context, url string, issuer *x509.Certificate, p Policy) (*certauth.FetchedCRL, error) {
-	var held *certauth.FetchedCRL
-	c.cmu.Lock()
-	if e, ok := c.crls[url]; ok {
-		held = e.crl
-	}
-	c.cmu.Unlock()
-	if held != nil {
-		return held, nil
-	}
-	return c.fetchCRL(ctx, url, issuer, p)
 }
 
 // entry returns url's entry, adding one (and evicting the least recently
@@ -292,7 +283,7 @@ func (c *Checker) startRefreshes() time.Time {
 		c.wg.Add(1)
 		go func() {
 			defer c.wg.Done()
-			_, _ = c.shared(c.base, "crl\x00"+url, p.timeout(), func(fctx context.Context) (any, error) {
+			_, _ = c.shared(c.base, "crl\x00"+url, p.timeout(), nil, func(fctx context.Context) (any, error) {
 				return c.fetchCRL(fctx, url, issuer, p)
 			})
 			c.cmu.Lock()

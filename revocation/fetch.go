@@ -23,9 +23,22 @@ type flight struct {
 // in its own goroutine under the Checker's context with the given
 // timeout, not under any caller's: a caller whose ctx ends stops waiting
 // (getting ctx's error), and the request carries on for the others.
-func (c *Checker) shared(ctx context.Context, key string, timeout time.Duration, fn func(context.Context) (any, error)) (any, error) {
+//
+// cached, when set, is the caller's cache, looked at under the flights'
+// lock before a new request starts. A caller that found the cache empty
+// may get here just after the request it would have joined has ended,
+// and fn stores its answer before its flight ends: the answer is there
+// by now, and the caller takes it rather than asking again. A caller
+// that wants a fresh answer whatever is cached passes nil.
+func (c *Checker) shared(ctx context.Context, key string, timeout time.Duration, cached func() (any, bool), fn func(context.Context) (any, error)) (any, error) {
 	c.fmu.Lock()
 	f, ok := c.flights[key]
+	if !ok && cached != nil {
+		if v, hit := cached(); hit {
+			c.fmu.Unlock()
+			return v, nil
+		}
+	}
 	if !ok {
 		if c.closed {
 			c.fmu.Unlock()

@@ -46,14 +46,15 @@ func (c *Checker) ocspCheck(ctx context.Context, cert, issuer *x509.Certificate,
 		c.obs.Checked("ocsp", ansUnavailable.String())
 		return sourceResult{ans: ansUnavailable, err: fmt.Errorf("responder %s failed in the last %s", url, responderBackoff)}
 	}
-	v, err := c.shared(ctx, "ocsp\x00"+url+"\x00"+string(key.issuer[:])+key.serial, p.timeout(), func(fctx context.Context) (any, error) {
-		return c.askOCSP(fctx, cert, issuer, url, key, p)
+	cached := func() (any, bool) { return c.cachedOCSP(key, c.now()) }
+	v, err := c.shared(ctx, ocspFlight(url, key), p.timeout(), cached, func(fctx context.Context) (any, error) {
+		return c.fetchOCSP(fctx, cert, issuer, url, key, p)
 	})
 	var r sourceResult
 	switch {
 	case err == nil:
 		switch a := v.(type) {
-		case ocspEntry:
+		case ocspEntry: // cached by a request that ended meanwhile
 			r = sourceResult{ans: statusAnswer(a.status), cached: true}
 			c.obs.Checked("cache", r.ans.String())
 			return r
@@ -87,17 +88,9 @@ func (c *Checker) cachedOCSP(key ocspKey, now time.Time) (ocspEntry, bool) {
 	return e, hit && now.Before(e.expires)
 }
 
-// askOCSP is a login's request to the responder, run once for the logins
-// that share it: the cached answer (an ocspEntry) when one is there by
-// now, otherwise the responder's (a *certauth.OCSPAnswer). A login that
-// found the cache empty may start its request just after another request
-// for the same certificate has ended and cached its answer; asking the
-// responder again would be a second request for one answer.
-func (c *Checker) askOCSP(ctx context.Context, cert, issuer *x509.Certificate, url string, key ocspKey, p Policy) (any, error) {
-	if e, ok := c.cachedOCSP(key, c.now()); ok {
-		return e, nil
-	}
-	return c.fetchOCSP(ctx, cert, issuer, url, key, p)
+// ocspFlight is the key of the shared request for key's answer from url.
+func ocspFlight(url string, key ocspKey) string {
+	return "ocsp\x00" + url + "\x00" + string(key.issuer[:]) + key.serial
 }
 
 // fetchOCSP asks the responder, verifies the answer and caches it until

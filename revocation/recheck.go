@@ -232,7 +232,7 @@ func (o *OCSPPass) ask(ctx context.Context, r CertRef, url string, key ocspKey, 
 	// Only the serial of the certificate itself is needed to ask and to
 	// match the answer; the issuer does the rest.
 	cert := &x509.Certificate{SerialNumber: serialFromKey(r.Serial)}
-	v, err := c.shared(ctx, "ocsp\x00"+url+"\x00"+string(key.issuer[:])+key.serial, p.timeout(), func(fctx context.Context) (any, error) {
+	v, err := c.shared(ctx, ocspFlight(url, key), p.timeout(), nil, func(fctx context.Context) (any, error) {
 		return c.fetchOCSP(fctx, cert, r.Issuer, url, key, p)
 	})
 	a := ansUnavailable

@@ -170,7 +170,7 @@ func (r *Ring) next() (*sqe, error) {
 			*e = sqe{}
 			return e, nil
 		}
-		if _, err := r.Enter(false); err != nil {
+		if err := r.Enter(false); err != nil {
 			return nil, err
 		}
 	}
@@ -246,8 +246,8 @@ func (r *Ring) Cancel(target, userData uint64) error {
 }
 
 // Enter submits what is queued and, with wait, waits for at least one
-// completion to be there. It reports how many entries it submitted.
-func (r *Ring) Enter(wait bool) (int, error) {
+// completion to be there.
+func (r *Ring) Enter(wait bool) error {
 	var min, flags uintptr
 	if wait {
 		min, flags = 1, enterGetEvents
@@ -257,20 +257,20 @@ func (r *Ring) Enter(wait bool) (int, error) {
 		switch e {
 		case 0:
 			r.toSubmit -= uint32(n)
-			return int(n), nil
+			return nil
 		case unix.EINTR:
 			if !wait {
 				continue
 			}
 			// Woken without a completion: the caller looks and waits
 			// again.
-			return 0, nil
+			return nil
 		case unix.EBUSY, unix.EAGAIN:
 			// Completions are waiting to be reaped before more can
 			// be submitted.
-			return 0, nil
+			return nil
 		}
-		return 0, os.NewSyscallError("io_uring_enter", e)
+		return os.NewSyscallError("io_uring_enter", e)
 	}
 }
 
@@ -296,20 +296,18 @@ func (c Completion) Err() error {
 
 // Reap calls f for each completion there, in order, and frees their
 // slots. f may queue new operations.
-func (r *Ring) Reap(f func(Completion)) int {
-	n := 0
+func (r *Ring) Reap(f func(Completion)) {
 	for {
 		head := atomic.LoadUint32(r.cqHead)
 		tail := atomic.LoadUint32(r.cqTail)
 		if head == tail {
-			return n
+			return
 		}
 		for ; head != tail; head++ {
 			c := r.cqes[head&*r.cqMask]
 			// The slot is free once read: f may submit, and the
 			// kernel then fills slots past it.
 			atomic.StoreUint32(r.cqHead, head+1)
-			n++
 			f(Completion{UserData: c.userData, Res: c.res, Flags: c.flags})
 		}
 	}

@@ -48,7 +48,7 @@ func next(t *testing.T, r *Ring) Completion {
 		return q[0]
 	}
 	for range 100 {
-		if _, err := r.Enter(true); err != nil {
+		if err := r.Enter(true); err != nil {
 			t.Fatal(err)
 		}
 		var got []Completion
@@ -81,7 +81,7 @@ func TestRecvProvidedBuffers(t *testing.T) {
 			t.Fatal(err)
 		}
 		// Submitted before the data is there: it waits for it.
-		if _, err := r.Enter(false); err != nil {
+		if err := r.Enter(false); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := unix.Write(b, []byte(msg)); err != nil {
@@ -165,7 +165,7 @@ func TestCancel(t *testing.T) {
 	if err := r.RecvInto(a, buf, 1); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := r.Enter(false); err != nil {
+	if err := r.Enter(false); err != nil {
 		t.Fatal(err)
 	}
 	if err := r.Cancel(1, 2); err != nil {
@@ -191,7 +191,7 @@ func TestCancel(t *testing.T) {
 	if err := r.Read(efd, buf, 3); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := r.Enter(false); err != nil {
+	if err := r.Enter(false); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := unix.Write(efd, []byte{1, 0, 0, 0, 0, 0, 0, 0}); err != nil {

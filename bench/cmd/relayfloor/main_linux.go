@@ -293,7 +293,7 @@ func (l *uringLoop) run() {
 	l.queued(l.r.Read(l.wake, l.wakeBuf[:], 0))
 	draining := false
 	for !draining || l.inflight > 0 {
-		if _, err := l.r.Enter(true); err != nil {
+		if err := l.r.Enter(true); err != nil {
 			log.Fatalf("relayfloor: %v", err)
 		}
 		l.r.Reap(func(c uring.Completion) {
