@@ -90,7 +90,8 @@ bench-deps: deps
 # make bench BENCHFLAGS='-targets pgcertgate,pgcertgate+ledger -workloads C4'.
 BENCHFLAGS ?=
 bench: build bench-deps
-	$(GO) run ./bench/cmd/pgbench-compare -bin $(BIN) $(BENCHFLAGS)
+	$(GO) build -o bin/relayfloor ./bench/cmd/relayfloor
+	$(GO) run ./bench/cmd/pgbench-compare -bin $(BIN) -relayfloor bin/relayfloor $(BENCHFLAGS)
 
 clean:
 	rm -rf bin

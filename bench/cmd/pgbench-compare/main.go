@@ -58,10 +58,13 @@ type options struct {
 	// when the binary accepts it, so that those targets keep measuring
 	// the goroutine relay whatever the binary's default engine is.
 	goroutineLine string
-	skipMemory    bool
-	skipProf      bool
-	keep          bool // keep the work directory
-	verbose       bool
+	// relayfloor is bench/cmd/relayfloor's binary, the plaintext floor
+	// target.
+	relayfloor string
+	skipMemory bool
+	skipProf   bool
+	keep       bool // keep the work directory
+	verbose    bool
 }
 
 func main() {
@@ -89,6 +92,7 @@ func main() {
 	flag.StringVar(&o.iouring, "io_uring", "auto", "measure pgcertgate-io_uring and pgcertgate-io_uring+reuse: auto (when the binary accepts the setting), on, off")
 	flag.StringVar(&o.iouringLine, "io_uring-setting", `relay_engine = "io_uring"`, "the top-level line that selects the event-loop relay on io_uring")
 	flag.StringVar(&o.goroutineLine, "goroutine-setting", `relay_engine = "goroutine"`, "the top-level line that selects the goroutine relay, given to every pgcertgate target but the event-loop ones when the binary accepts it (empty: the binary's default)")
+	flag.StringVar(&o.relayfloor, "relayfloor", "bin/relayfloor", "bench/cmd/relayfloor binary, measured as the relayfloor target (make bench builds it)")
 	flag.BoolVar(&o.skipMemory, "skip-memory", false, "skip the memory measurements")
 	flag.BoolVar(&o.skipProf, "skip-profile", false, "skip the profile runs")
 	flag.BoolVar(&o.keep, "keep", false, "keep the work directory (configs, logs, profiles)")

@@ -24,6 +24,8 @@ var targetColors = map[string]string{
 	targetGateLedgerUnlogged: "#c49c94",
 	targetGateCASets:         "#bcbd22",
 	targetGateOCSP:           "#17becf",
+	targetBouncerPlain:       "#c5b0d5",
+	targetRelayFloor:         "#dbdb8d",
 }
 
 // gnuplotScript draws one panel per workload: a bar per target at the

@@ -72,6 +72,8 @@ type target struct {
 	// before runs (untimed) before each of the target's runs.
 	before  func(context.Context) error
 	cfgPath string // pgcertgate's configuration file
+	// Plain targets take no TLS: clients connect with sslmode=disable.
+	Plain bool
 }
 
 // env is everything setup made.
@@ -255,7 +257,7 @@ func setup(ctx context.Context, o options, t tools) (*env, error) {
 
 	began = time.Now()
 	if e.want(targetBouncer) {
-		bp, bport, err := e.startBouncer(ctx)
+		bp, bport, err := e.startBouncer(ctx, false)
 		if err != nil {
 			return e, fmt.Errorf("PgBouncer: %w", err)
 		}
@@ -275,7 +277,7 @@ func setup(ctx context.Context, o options, t tools) (*env, error) {
 	if err := e.setupReuse(ctx); err != nil {
 		return e, err
 	}
-	for _, f := range []func(context.Context) error{e.setupEventloop, e.setupLedger, e.setupCASets, e.setupOCSP} {
+	for _, f := range []func(context.Context) error{e.setupEventloop, e.setupLedger, e.setupCASets, e.setupOCSP, e.setupFloors} {
 		if err := f(ctx); err != nil {
 			return e, err
 		}
@@ -307,6 +309,13 @@ func setup(ctx context.Context, o options, t tools) (*env, error) {
 		}
 		user, info, _ := strings.Cut(strings.TrimSpace(out), "\n")
 		_, tlsInfo, ok := strings.Cut(info, "SSL connection ")
+		if tg.Plain {
+			if user != benchUser || ok {
+				return e, fmt.Errorf("%s: psql check: want user %s without SSL, got %q", tg.Name, benchUser, out)
+			}
+			tg.TLS = "(no TLS)"
+			continue
+		}
 		if user != benchUser || !ok {
 			return e, fmt.Errorf("%s: psql check: want user %s over SSL, got %q", tg.Name, benchUser, out)
 		}
@@ -351,6 +360,9 @@ func (e *env) writePKI() error {
 // hbaCert is the one pg_hba.conf line all three targets apply to TCP
 // clients.
 const hbaCert = "hostssl all all 127.0.0.1/32 cert\n"
+
+// hbaTrust is the plaintext PgBouncer's auth_hba_file.
+const hbaTrust = "host all all 127.0.0.1/32 trust\n"
 
 func (e *env) startCluster(ctx context.Context) error {
 	conf := map[string]string{
@@ -704,8 +716,13 @@ func (e *env) setupReuse(ctx context.Context) error {
 
 // startBouncer configures and starts PgBouncer as the postgres user
 // (PgBouncer refuses to run as root), with files that user can read.
-func (e *env) startBouncer(ctx context.Context) (*proc, int, error) {
-	dir := e.path("pgbouncer")
+// plain leaves client TLS off and trusts 127.0.0.1 instead.
+func (e *env) startBouncer(ctx context.Context, plain bool) (*proc, int, error) {
+	name, hba := "pgbouncer", hbaCert
+	if plain {
+		name, hba = "pgbouncer-plaintext", hbaTrust
+	}
+	dir := e.path(name)
 	if err := os.Mkdir(dir, 0o700); err != nil {
 		return nil, 0, err
 	}
@@ -729,11 +746,14 @@ default_pool_size = %d
 auth_type = hba
 auth_hba_file = %s/pg_hba.conf
 auth_file = %s/userlist.txt
-client_tls_sslmode = verify-full
+`, e.cluster.SocketDir(), e.cluster.Port(), port, dir, dir, serverIdleTimeout, bouncerMaxClient, bouncerPoolSize, dir, dir)
+	if !plain {
+		ini += fmt.Sprintf(`client_tls_sslmode = verify-full
 client_tls_ca_file = %s/root.crt
 client_tls_cert_file = %s/server.crt
 client_tls_key_file = %s/server.key
-`, e.cluster.SocketDir(), e.cluster.Port(), port, dir, dir, serverIdleTimeout, bouncerMaxClient, bouncerPoolSize, dir, dir, dir, dir, dir)
+`, dir, dir, dir)
+	}
 	// auth_type = hba still looks the user up in auth_file; a cert line
 	// needs no password.
 	userlist := fmt.Sprintf("%q \"\"\n", benchUser)
@@ -743,7 +763,7 @@ client_tls_key_file = %s/server.key
 		mode os.FileMode
 	}{
 		{"pgbouncer.ini", []byte(ini), 0o600},
-		{"pg_hba.conf", []byte(hbaCert), 0o600},
+		{"pg_hba.conf", []byte(hba), 0o600},
 		{"userlist.txt", []byte(userlist), 0o600},
 		{"root.crt", e.rootPEM, 0o600},
 		{"server.crt", e.serverCrtPEM, 0o600},
@@ -772,7 +792,10 @@ client_tls_key_file = %s/server.key
 			}
 		}
 	}
-	e.files = append(e.files, namedFile{"pgbouncer.ini", ini}, namedFile{"PgBouncer auth_hba_file", hbaCert}, namedFile{"PgBouncer auth_file", userlist})
+	e.files = append(e.files, namedFile{name + ".ini", ini}, namedFile{name + " auth_hba_file", hba})
+	if !plain {
+		e.files = append(e.files, namedFile{"PgBouncer auth_file", userlist})
+	}
 	if out, err := exec.CommandContext(ctx, e.tools.pgbouncer, "--version").Output(); err == nil {
 		e.bouncerVersion, _, _ = strings.Cut(strings.TrimSpace(string(out)), "\n")
 	}
@@ -783,7 +806,7 @@ client_tls_key_file = %s/server.key
 		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}}
 	}
 	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGINT) }
-	p, err := e.startProc("pgbouncer", cmd)
+	p, err := e.startProc(name, cmd)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -794,17 +817,23 @@ client_tls_key_file = %s/server.key
 }
 
 // clientEnv is the environment of every pgbench and psql: verify-ca with
-// the client certificate, and nothing from the bench's own environment.
-func (e *env) clientEnv() []string {
-	return []string{
+// the client certificate (sslmode=disable for a plain target), and nothing
+// from the bench's own environment.
+func (e *env) clientEnv(tg *target) []string {
+	base := []string{
 		"PATH=" + os.Getenv("PATH"),
 		"HOME=" + e.dir,
 		"LC_ALL=C",
-		"PGSSLMODE=verify-ca",
-		"PGSSLROOTCERT=" + e.rootCrt,
-		"PGSSLCERT=" + e.clientCrt,
-		"PGSSLKEY=" + e.clientKey,
 	}
+	if tg.Plain {
+		return append(base, "PGSSLMODE=disable")
+	}
+	return append(base,
+		"PGSSLMODE=verify-ca",
+		"PGSSLROOTCERT="+e.rootCrt,
+		"PGSSLCERT="+e.clientCrt,
+		"PGSSLKEY="+e.clientKey,
+	)
 }
 
 // clientCmd builds a pgbench or psql command against tg: -h/-p/-U and the
@@ -815,7 +844,7 @@ func (e *env) clientCmd(ctx context.Context, tg *target, tool string, args ...st
 		full = append([]string{"-X", "-q", "-v", "ON_ERROR_STOP=1"}, full...)
 	}
 	cmd := exec.CommandContext(ctx, tool, full...)
-	cmd.Env = e.clientEnv()
+	cmd.Env = e.clientEnv(tg)
 	cmd.Dir = e.dir
 	return cmd
 }

@@ -37,7 +37,17 @@ const (
 	targetGateEventloopReuse = "pgcertgate-eventloop+reuse"
 	targetGateIOUring        = "pgcertgate-io_uring"
 	targetGateIOUringReuse   = "pgcertgate-io_uring+reuse"
+	// The floor under a relay's CPU, with no TLS: PgBouncer with client
+	// TLS off, and bench/cmd/relayfloor's io_uring loop, which moves
+	// bytes and nothing else. Clients reach both with sslmode=disable.
+	targetBouncerPlain = "pgbouncer-plaintext"
+	targetRelayFloor   = "relayfloor"
 )
+
+// floorWorkloads are the workloads of the plaintext floor targets: the
+// select-only runs whose CPU per transaction the event loop's goals are
+// about.
+var floorWorkloads = []string{"S8", "S1"}
 
 // loopTargets is one event-loop engine's pair of targets: its name
 // without and with backend reuse, the flag that turns it off and the
@@ -65,6 +75,7 @@ var knownTargets = []string{
 	targetGateIOUring, targetGateIOUringReuse,
 	targetGateLedger, targetGateLedgerLogged, targetGateLedgerUnlogged,
 	targetGateCASets, targetGateOCSP,
+	targetBouncerPlain, targetRelayFloor,
 }
 
 // connectOnly are the workloads of the targets whose verdicts are about
@@ -226,6 +237,44 @@ func (e *env) setupLoopEngine(ctx context.Context, lt loopTargets) error {
 			return err
 		}
 	}
+	return nil
+}
+
+// setupFloors adds the plaintext floor targets: PgBouncer without client
+// TLS, and relayfloor when its binary is there.
+func (e *env) setupFloors(ctx context.Context) error {
+	if e.want(targetBouncerPlain) {
+		p, port, err := e.startBouncer(ctx, true)
+		if err != nil {
+			return fmt.Errorf("%s: %w", targetBouncerPlain, err)
+		}
+		e.targets = append(e.targets, &target{Name: targetBouncerPlain, Port: port, proc: p, Workloads: floorWorkloads, Plain: true})
+	}
+	if !e.want(targetRelayFloor) {
+		return nil
+	}
+	if e.o.relayfloor == "" {
+		return e.notMeasured(targetRelayFloor, "-relayfloor is empty")
+	}
+	if _, err := os.Stat(e.o.relayfloor); err != nil {
+		return e.notMeasured(targetRelayFloor, fmt.Sprintf("no relayfloor binary (%v; make bench builds it)", err))
+	}
+	port, err := freePort()
+	if err != nil {
+		return err
+	}
+	cmd := exec.CommandContext(ctx, e.o.relayfloor, "-mode", "uring",
+		"-listen", fmt.Sprintf("127.0.0.1:%d", port),
+		"-backend", fmt.Sprintf("%s/.s.PGSQL.%d", e.cluster.SocketDir(), e.cluster.Port()))
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
+	p, err := e.startProc(targetRelayFloor, cmd)
+	if err != nil {
+		return err
+	}
+	if err := waitPort(p, port, 30*time.Second); err != nil {
+		return fmt.Errorf("%s: %w", targetRelayFloor, err)
+	}
+	e.targets = append(e.targets, &target{Name: targetRelayFloor, Port: port, proc: p, Workloads: floorWorkloads, Plain: true})
 	return nil
 }
 
@@ -502,6 +551,9 @@ func (r *report) describeTargets(p func(string, ...any)) {
 	}
 	if e.hasTarget(targetGateOCSP) {
 		add("- **%s**: pgcertgate with `ssl_ocsp = \"require\"` and `ssl_ocsp_responder` pointing at `openssl ocsp` (started by the bench, answering `good` for the client certificate, `-nmin 60`). The setup's first login fills the cache; over the whole bench the responder answered %d request(s), so the timed logins measure a warm cache. Connect per transaction only.", targetGateOCSP, r.ocspRequests)
+	}
+	if e.hasTarget(targetBouncerPlain) || e.hasTarget(targetRelayFloor) {
+		add("- **%s** and **%s**: the floor under a relay's CPU, without TLS; clients reach them with `sslmode=disable` and no certificate (instead of the environment below). %s is the same PgBouncer with no `client_tls_*` settings and `auth_type = hba` trusting 127.0.0.1; %s is `bench/cmd/relayfloor -mode uring`, a loop that keeps one receive in flight per socket, sends what it received to the peer and does nothing else (no TLS, no parsing), in front of PostgreSQL's Unix socket. Select-only runs only.", targetBouncerPlain, targetRelayFloor, targetBouncerPlain, targetRelayFloor)
 	}
 	for _, n := range e.notes {
 		add("- %s", n)

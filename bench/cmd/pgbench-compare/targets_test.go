@@ -208,7 +208,7 @@ func findVerdict(t *testing.T, vs []verdict, goal string) (verdict, bool) {
 }
 
 func TestVerdicts(t *testing.T) {
-	names := []string{targetDirect, targetBouncer, targetGate, targetGateEventloop, targetGateLedger, targetGateLedgerLogged, targetGateCASets, targetGateOCSP}
+	names := []string{targetDirect, targetBouncer, targetGate, targetGateEventloop, targetGateLedger, targetGateLedgerLogged, targetGateCASets, targetGateOCSP, targetRelayFloor}
 	e := &env{}
 	for _, n := range names {
 		e.targets = append(e.targets, &target{Name: n})
@@ -230,6 +230,7 @@ func TestVerdicts(t *testing.T) {
 	s8(targetBouncer, []float64{1000, 1000, 1000}, []float64{15.7, 15.0, 16.0})
 	// 1.10 × PgBouncer; CPU median 11.0 / 15.7 = 0.7006.
 	s8(targetGateEventloop, []float64{1100, 1150, 900}, []float64{11.0, 10.9, 12.0})
+	s8(targetRelayFloor, []float64{1200, 1200, 1200}, []float64{10.0, 12.0, 11.0})
 	r.memory = []memResult{
 		{Name: "idle authenticated sessions", Target: targetGateEventloop, Clients: 1000, Held: 1000, PerClient: 33 * 1024},
 		{Name: "TLS clients parked in startup", Target: targetGateEventloop, Clients: 10000, Held: 10000},
@@ -264,6 +265,19 @@ func TestVerdicts(t *testing.T) {
 		if v.Known != tc.known || v.Met != tc.met || !strings.Contains(v.Measured, tc.measuredHas) {
 			t.Errorf("%s: known %v met %v (%s), want known %v met %v with %q", v.Goal, v.Known, v.Met, v.Measured, tc.known, tc.met, tc.measuredHas)
 		}
+	}
+	// The plaintext floor is information beside the goal, never a goal.
+	for _, tc := range []struct{ goal, measured string }{
+		{"the floor without TLS: relayfloor's own CPU", "0.70 × (11.0 µs relayfloor vs 15.7 µs pgbouncer"},
+		{"pgcertgate-eventloop with TLS against the floor without", "1.00 × (11.0 µs pgcertgate-eventloop vs 11.0 µs relayfloor"},
+	} {
+		if v, ok := findVerdict(t, vs, tc.goal); !ok || !v.Known || !v.Info || !strings.Contains(v.Measured, tc.measured) {
+			t.Errorf("%s: %+v, %v", tc.goal, v, ok)
+		}
+	}
+	// PgBouncer without TLS has no runs: its comparison says so.
+	if v, ok := findVerdict(t, vs, "what TLS costs PgBouncer"); !ok || v.Known || v.status() != "not measured" {
+		t.Errorf("unmeasured plaintext PgBouncer: %+v, %v", v, ok)
 	}
 	if v, ok := findVerdict(t, vs, "what the installed table's persistence buys"); !ok || !v.Info || v.status() != "(for information)" {
 		t.Errorf("persistence comparison: %+v", v)
@@ -493,6 +507,22 @@ func TestSkippedTargets(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestClientEnv checks that a plain target's clients ask for no TLS and
+// carry no certificate, and every other target's verify the server.
+func TestClientEnv(t *testing.T) {
+	e := &env{dir: "/w", rootCrt: "/w/root.crt", clientCrt: "/w/client.crt", clientKey: "/w/client.key"}
+	plain := e.clientEnv(&target{Name: targetRelayFloor, Plain: true})
+	if !slices.Contains(plain, "PGSSLMODE=disable") || slices.ContainsFunc(plain, func(s string) bool { return strings.HasPrefix(s, "PGSSLCERT=") }) {
+		t.Errorf("plain target's environment: %q", plain)
+	}
+	tls := e.clientEnv(&target{Name: targetBouncer})
+	for _, want := range []string{"PGSSLMODE=verify-ca", "PGSSLROOTCERT=/w/root.crt", "PGSSLCERT=/w/client.crt", "PGSSLKEY=/w/client.key"} {
+		if !slices.Contains(tls, want) {
+			t.Errorf("TLS target's environment %q lacks %s", tls, want)
+		}
 	}
 }
 

@@ -86,6 +86,29 @@ func (r *report) cpuVerdict(group, workload, a, b string, maxRatio float64, goal
 	return v
 }
 
+// floorVerdicts set the CPU goal beside what relaying costs without TLS:
+// PgBouncer's TLS, the plaintext relay's CPU against PgBouncer's with TLS
+// (the least any relay could claim), and each event-loop target against
+// that plaintext relay.
+func (r *report) floorVerdicts() []verdict {
+	info := func(v verdict) verdict {
+		v.Info = true
+		return v
+	}
+	out := []verdict{
+		info(r.cpuVerdict(groupEventloop, "S8", targetBouncerPlain, targetBouncer, 0, fmt.Sprintf("what TLS costs PgBouncer: %s's own CPU per select-only transaction ÷ %s's", targetBouncerPlain, targetBouncer))),
+		info(r.cpuVerdict(groupEventloop, "S8", targetRelayFloor, targetBouncer, 0, fmt.Sprintf("the floor without TLS: %s's own CPU per select-only transaction ÷ %s's", targetRelayFloor, targetBouncer))),
+	}
+	for _, lt := range loopEngines {
+		for _, g := range []string{lt.plain, lt.reuse} {
+			if r.hasTarget(g) {
+				out = append(out, info(r.cpuVerdict(groupEventloop, "S8", g, targetRelayFloor, 0, fmt.Sprintf("%s with TLS against the floor without: its own CPU per select-only transaction ÷ %s's", g, targetRelayFloor))))
+			}
+		}
+	}
+	return out
+}
+
 // memVerdicts are the memory targets of one pgcertgate engine: RSS per
 // idle session at most idleKiB, and every parked client held.
 func (r *report) memVerdicts(group, target string, idleKiB float64) []verdict {
@@ -152,6 +175,7 @@ func (r *report) verdicts() []verdict {
 		}
 		out = append(out, r.memVerdicts(groupEventloop, lt.plain, 32)...)
 	}
+	out = append(out, r.floorVerdicts()...)
 
 	for _, l := range []string{targetGateLedger, targetGateLedgerLogged, targetGateLedgerUnlogged} {
 		if l != targetGateLedger && !r.hasTarget(l) {
