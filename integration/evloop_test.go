@@ -100,6 +100,9 @@ func TestRelayEngineControl(t *testing.T) {
 			if !errors.As(err, &pg) || pg.Code != "57P01" {
 				t.Fatalf("query ended with %v, want 57P01", err)
 			}
+			// A backend interrupted mid-query is not kept: it must go
+			// away, and before the next subtest counts alice's backends.
+			w.waitValue(t, "app", fmt.Sprintf("select count(*) from pg_stat_activity where pid = %d", pc.PID()), "0", 10*time.Second)
 		})
 		t.Run("reuse after Terminate", func(t *testing.T) {
 			var pids []uint32
@@ -125,8 +128,8 @@ func TestRelayEngineControl(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if string(rows[0][0]) != "1" {
-				t.Errorf("%s backends for alice after two clients in turn with reuse, want 1", rows[0][0])
+			if string(rows[0][0]) != "1" || pids[0] != pids[1] {
+				t.Errorf("%s backends for alice after two clients in turn with reuse (pids %v), want 1", rows[0][0], pids)
 			}
 		})
 		t.Run("copy out, large", func(t *testing.T) {
