@@ -284,6 +284,13 @@ func identProbe(t *testing.T, addr string, cfg *tls.Config) (resumed bool, err e
 	fe := pgproto3.NewFrontend(tc, tc)
 	fe.Send(&pgproto3.StartupMessage{ProtocolVersion: pgproto3.ProtocolVersion30, Parameters: map[string]string{"user": "alice", "database": "postgres"}})
 	if err := fe.Flush(); err != nil {
+		// The server may have sent its alert and closed before the
+		// startup message arrived, and the write then meets a reset.
+		// The alert is still there to read, as libpq reads the server's
+		// message after a failed send.
+		if _, rerr := tc.Read(make([]byte, 1)); rerr != nil && strings.Contains(rerr.Error(), "remote error: tls: ") {
+			return resumed, rerr
+		}
 		return resumed, err
 	}
 	for {
