@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command pgbench-compare is `make bench`: it measures pgcertgate against
 // PostgreSQL reached directly over TLS and against PgBouncer, with the same
 // CA and client certificate for all three, and writes BENCHMARKS.md and a
