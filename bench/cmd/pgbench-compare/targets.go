@@ -274,6 +274,12 @@ func (e *env) setupFloors(ctx context.Context) error {
 		return err
 	}
 	if err := waitPort(p, port, 30*time.Second); err != nil {
+		// A kernel that refuses io_uring (io_uring_disabled) stops
+		// relayfloor at once; the rest of the bench still measures.
+		if p.exited() {
+			first, _, _ := strings.Cut(strings.TrimSpace(p.logTail()), "\n")
+			return e.notMeasured(targetRelayFloor, fmt.Sprintf("relayfloor exited at start (%s)", first))
+		}
 		return fmt.Errorf("%s: %w", targetRelayFloor, err)
 	}
 	e.targets = append(e.targets, &target{Name: targetRelayFloor, Port: port, proc: p, Workloads: floorWorkloads, Plain: true})

@@ -665,3 +665,28 @@ func TestInlineTOML(t *testing.T) {
 		}
 	}
 }
+
+// TestRelayFloorRefused: a relayfloor that cannot start (a kernel that
+// refuses io_uring) is reported with its own words, and a missing binary
+// as such; -targets naming it makes either an error.
+func TestRelayFloorRefused(t *testing.T) {
+	script := filepath.Join(t.TempDir(), "relayfloor")
+	if err := os.WriteFile(script, []byte("#!/bin/sh\necho 'relayfloor: io_uring: operation not permitted' >&2\nexit 1\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ bin, want string }{
+		{script, "relayfloor: relayfloor exited at start (relayfloor: io_uring: operation not permitted)"},
+		{filepath.Join(t.TempDir(), "absent"), "relayfloor: no relayfloor binary"},
+		{"", "relayfloor: -relayfloor is empty"},
+	} {
+		e := checkEnv(t, "", targetRelayFloor, options{relayfloor: tc.bin})
+		err := e.setupFloors(context.Background())
+		e.close()
+		if err == nil || !strings.HasPrefix(err.Error(), tc.want) {
+			t.Errorf("-relayfloor %q: error %v, want one starting %q", tc.bin, err, tc.want)
+		}
+		if len(e.targets) != 0 {
+			t.Errorf("-relayfloor %q: targets set up: %v", tc.bin, e.targets)
+		}
+	}
+}
