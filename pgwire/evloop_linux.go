@@ -204,7 +204,13 @@ func newEvLoop() (*evLoop, error) {
 		unix.Close(wakefd)
 		return nil, os.NewSyscallError("epoll_ctl", err)
 	}
-	return &evLoop{epfd: epfd, wakefd: wakefd, sides: make(map[uint64]*evSide), nextID: 1}, nil
+	return newLoopState(epfd, wakefd, nil), nil
+}
+
+// newLoopState is the state every loop starts with, on epoll (ring nil)
+// or on io_uring (epfd -1).
+func newLoopState(epfd, wakefd int, ring *evRing) *evLoop {
+	return &evLoop{epfd: epfd, wakefd: wakefd, ring: ring, sides: make(map[uint64]*evSide), nextID: 1, rbuf: make([]byte, relayBufSize)}
 }
 
 // evTask is work posted to a loop for one session (nil for none).
@@ -704,9 +710,6 @@ func (l *evLoop) readSide(src *evSide) {
 		if i == evReadsPerTurn {
 			l.again = append(l.again, src)
 			return
-		}
-		if l.rbuf == nil {
-			l.rbuf = make([]byte, relayBufSize)
 		}
 		var (
 			n   int

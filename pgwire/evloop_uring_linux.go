@@ -137,7 +137,7 @@ func newRingLoop() (*evLoop, error) {
 		bufs.Free()
 		return nil, os.NewSyscallError("eventfd", err)
 	}
-	return &evLoop{epfd: -1, wakefd: wakefd, ring: &evRing{r: r, bufs: bufs}, sides: make(map[uint64]*evSide), nextID: 1}, nil
+	return newLoopState(-1, wakefd, &evRing{r: r, bufs: bufs}), nil
 }
 
 func (l *evLoop) closeRing() {

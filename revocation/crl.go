@@ -106,7 +106,7 @@ func (c *Checker) crlFor(ctx context.Context, url string, issuer *x509.Certifica
 		}
 		return nil, false
 	}
-	v, err := c.shared(ctx, "crl\x00"+url, p.timeout(), cached, func(fctx context.Context) (any, error) {
+	v, err := c.shared(ctx, crlFlight(url), p.timeout(), cached, func(fctx context.Context) (any, error) {
 		return c.fetchCRL(fctx, url, issuer, p)
 	})
 	if err != nil {
@@ -114,6 +114,9 @@ func (c *Checker) crlFor(ctx context.Context, url string, issuer *x509.Certifica
 	}
 	return v.(*certauth.FetchedCRL), nil
 }
+
+// crlFlight is the key of the shared request for url's CRL.
+func crlFlight(url string) string { return "crl\x00" + url }
 
 // entry returns url's entry, adding one (and evicting the least recently
 // used beyond MaxCRLs). c.cmu is held.
@@ -283,7 +286,7 @@ func (c *Checker) startRefreshes() time.Time {
 		c.wg.Add(1)
 		go func() {
 			defer c.wg.Done()
-			_, _ = c.shared(c.base, "crl\x00"+url, p.timeout(), nil, func(fctx context.Context) (any, error) {
+			_, _ = c.shared(c.base, crlFlight(url), p.timeout(), nil, func(fctx context.Context) (any, error) {
 				return c.fetchCRL(fctx, url, issuer, p)
 			})
 			c.cmu.Lock()

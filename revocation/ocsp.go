@@ -35,9 +35,7 @@ func (c *Checker) ocspCheck(ctx context.Context, cert, issuer *x509.Certificate,
 	key := ocspKey{issuer: issuerKey(issuer), serial: serialKey(cert.SerialNumber)}
 	now := c.now()
 	if e, ok := c.cachedOCSP(key, now); ok {
-		r := sourceResult{ans: statusAnswer(e.status), cached: true}
-		c.obs.Checked("cache", r.ans.String())
-		return r
+		return c.ocspFromCache(e)
 	}
 	c.omu.RLock()
 	downUntil := c.down[url]
@@ -55,9 +53,7 @@ func (c *Checker) ocspCheck(ctx context.Context, cert, issuer *x509.Certificate,
 	case err == nil:
 		switch a := v.(type) {
 		case ocspEntry: // cached by a request that ended meanwhile
-			r = sourceResult{ans: statusAnswer(a.status), cached: true}
-			c.obs.Checked("cache", r.ans.String())
-			return r
+			return c.ocspFromCache(a)
 		case *certauth.OCSPAnswer:
 			r.ans = statusAnswer(a.Status)
 		}
@@ -86,6 +82,13 @@ func (c *Checker) cachedOCSP(key ocspKey, now time.Time) (ocspEntry, bool) {
 	e, hit := c.ocsp[key]
 	c.omu.RUnlock()
 	return e, hit && now.Before(e.expires)
+}
+
+// ocspFromCache is the result of a cached answer.
+func (c *Checker) ocspFromCache(e ocspEntry) sourceResult {
+	r := sourceResult{ans: statusAnswer(e.status), cached: true}
+	c.obs.Checked("cache", r.ans.String())
+	return r
 }
 
 // ocspFlight is the key of the shared request for key's answer from url.
