@@ -81,6 +81,10 @@ func TestRelayEngineControl(t *testing.T) {
 			defer pc.Close(context.Background())
 			res := make(chan error, 1)
 			go func() { _, err := pc.Exec(ctx, "select pg_sleep(30)").ReadAll(); res <- err }()
+			// Busy, as the test says: PostgreSQL drops a cancel that
+			// reaches a backend before it has started the query, and the
+			// query would then run on after the session's end.
+			waitFor(t, ctx, w, fmt.Sprintf("select 1 from pg_stat_activity where pid = %d and state = 'active' and query like 'select pg_sleep%%'", pc.PID()))
 			var id uint64
 			for deadline := time.Now().Add(10 * time.Second); id == 0; {
 				for _, s := range w.proxy.Sessions() {
@@ -120,9 +124,11 @@ func TestRelayEngineControl(t *testing.T) {
 				if err := pc.Close(ctx); err != nil {
 					t.Fatal(err)
 				}
-				// The backend goes back to the pool after the session's
-				// end: wait for that before the next client asks.
+				// The backend goes back to the pool after the session has
+				// left the list of sessions: wait for the pool to hold it
+				// before the next client asks.
 				waitSessions(t, w, 0)
+				waitUntil(t, "the backend kept in the pool", 10*time.Second, func() bool { return w.proxy.IdleBackends() == 1 })
 			}
 			rows, err := w.superuserRows(ctx, "select count(*) from pg_stat_activity where usename = 'alice'")
 			if err != nil {
